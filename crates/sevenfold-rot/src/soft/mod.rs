@@ -1,0 +1,1 @@
+//! The `soft` root of trust (to be written).
