@@ -9,9 +9,7 @@ use std::fmt;
 
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, ParsedPublicKey,
-};
+use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, ParsedPublicKey};
 use zeroize::Zeroizing;
 
 use crate::{Digest, RotError};
@@ -194,7 +192,9 @@ pub struct SoftwareKey {
 
 impl SoftwareKey {
     /// Generates a key; returns it with its PKCS#8 DER (zeroized on drop) for storage.
-    pub fn generate(algorithm: KeyAlgorithm) -> Result<(SoftwareKey, Zeroizing<Vec<u8>>), RotError> {
+    pub fn generate(
+        algorithm: KeyAlgorithm,
+    ) -> Result<(SoftwareKey, Zeroizing<Vec<u8>>), RotError> {
         let rng = SystemRandom::new();
         let pkcs8 = match algorithm {
             KeyAlgorithm::EcdsaP256 => {
@@ -211,16 +211,16 @@ impl SoftwareKey {
 
     /// Loads a PKCS#8 DER private key (ECDSA P-256 or Ed25519).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<SoftwareKey, RotError> {
-        let inner = if let Ok(k) = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, der)
-        {
-            KeyPairInner::Ecdsa(k)
-        } else if let Ok(k) = Ed25519KeyPair::from_pkcs8(der) {
-            KeyPairInner::Ed25519(k)
-        } else {
-            return Err(RotError::MalformedKey(
-                "not a PKCS#8 ECDSA P-256 or Ed25519 private key".into(),
-            ));
-        };
+        let inner =
+            if let Ok(k) = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, der) {
+                KeyPairInner::Ecdsa(k)
+            } else if let Ok(k) = Ed25519KeyPair::from_pkcs8(der) {
+                KeyPairInner::Ed25519(k)
+            } else {
+                return Err(RotError::MalformedKey(
+                    "not a PKCS#8 ECDSA P-256 or Ed25519 private key".into(),
+                ));
+            };
         let spki = match &inner {
             KeyPairInner::Ecdsa(k) => AsDer::<PublicKeyX509Der>::as_der(k.public_key()),
             KeyPairInner::Ed25519(k) => AsDer::<PublicKeyX509Der>::as_der(k.public_key()),

@@ -44,8 +44,10 @@ pub mod soft;
 pub use digest::{Digest, Hasher, DIGEST_LEN};
 pub use error::RotError;
 pub use keys::{KeyAlgorithm, PublicKey, SoftwareKey};
-pub use quote::{Quote, QuoteFormat, MAX_NONCE_LEN};
+pub use quote::{random_nonce, Quote, QuoteFormat, MAX_NONCE_LEN};
 pub use registers::{
     extend, RegisterIndex, RegisterValues, APPLICATION_REGISTER, REGISTER_COUNT, RUNTIME_REGISTER,
 };
-pub use root::{CounterIndex, DeviceId, RootOfTrust, SealPolicy, MAX_COUNTER_INDEX, MAX_SEALED_LEN};
+pub use root::{
+    CounterIndex, DeviceId, RootOfTrust, SealPolicy, MAX_COUNTER_INDEX, MAX_SEALED_LEN,
+};

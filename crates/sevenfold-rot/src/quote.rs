@@ -26,6 +26,13 @@ const BODY_VERSION: u8 = 1;
 /// Upper bound for an encoded quote, so decoding never allocates more.
 const MAX_ENCODED_LEN: usize = 4096;
 
+/// A fresh random nonce of the recommended length (32 bytes), for verifiers.
+pub fn random_nonce() -> Result<[u8; 32], RotError> {
+    let mut nonce = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| RotError::Crypto("random number generator"))?;
+    Ok(nonce)
+}
+
 /// How a quote's body is laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -59,7 +66,10 @@ pub struct Quote {
 
 impl Quote {
     /// Encodes the signed body for a Sevenfold-format quote.
-    pub(crate) fn sevenfold_body(nonce: &[u8], registers: &RegisterValues) -> Result<Vec<u8>, RotError> {
+    pub(crate) fn sevenfold_body(
+        nonce: &[u8],
+        registers: &RegisterValues,
+    ) -> Result<Vec<u8>, RotError> {
         if nonce.len() > MAX_NONCE_LEN {
             return Err(RotError::NonceTooLong(nonce.len()));
         }
@@ -237,7 +247,10 @@ impl<'a> Reader<'a> {
 
     fn u16(&mut self, what: &str) -> Result<u16, RotError> {
         let b = self.take(2, what)?;
-        Ok(u16::from_be_bytes([b.first().copied().unwrap_or_default(), b.get(1).copied().unwrap_or_default()]))
+        Ok(u16::from_be_bytes([
+            b.first().copied().unwrap_or_default(),
+            b.get(1).copied().unwrap_or_default(),
+        ]))
     }
 }
 

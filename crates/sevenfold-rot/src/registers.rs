@@ -65,7 +65,9 @@ impl RegisterValues {
     pub fn new(mut values: Vec<(RegisterIndex, Digest)>) -> Result<RegisterValues, RotError> {
         values.sort_by_key(|(i, _)| *i);
         if values.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
-            return Err(RotError::MalformedQuote("a register is listed twice".into()));
+            return Err(RotError::MalformedQuote(
+                "a register is listed twice".into(),
+            ));
         }
         Ok(RegisterValues(values))
     }
@@ -132,7 +134,8 @@ mod tests {
     #[test]
     fn snapshot_is_sorted_and_rejects_duplicates() {
         let r = |i| RegisterIndex::new(i).unwrap();
-        let v = RegisterValues::new(vec![(r(15), Digest::ZERO), (r(14), Digest::of(b"x"))]).unwrap();
+        let v =
+            RegisterValues::new(vec![(r(15), Digest::ZERO), (r(14), Digest::of(b"x"))]).unwrap();
         assert_eq!(v.indices().collect::<Vec<_>>(), vec![r(14), r(15)]);
         assert!(RegisterValues::new(vec![(r(1), Digest::ZERO), (r(1), Digest::ZERO)]).is_err());
     }
