@@ -1,5 +1,20 @@
-//! Sevenfold's formats (in progress).
+//! Sevenfold's formats: what crosses a boundary between device, service and
+//! operator, with its parser and its writer side by side.
+//!
+//! - [`package`]: the signed `*.imagepackage` file (header, manifest,
+//!   payload, signature), its reader that rejects any malformed, truncated,
+//!   oversized or tampered input with a typed error, and its writer.
+//! - [`manifest`]: the application manifest (`app_manifest.json`), validated
+//!   into a domain type; every problem is reported with its JSON path.
+//!
+//! Design rule: this crate is pure. It does no network or file-system I/O of
+//! its own (readers take `std::io::Read`), has no async runtime, and knows
+//! nothing of databases or HTTP; the service and the agent build on it.
+//! Signature checking is delegated to `sevenfold-rot`, so one piece of code
+//! decides what a valid signature is.
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod manifest;
+pub mod package;

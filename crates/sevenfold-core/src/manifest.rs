@@ -1,1 +1,0 @@
-//! App manifest (to be written).
