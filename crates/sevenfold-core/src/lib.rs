@@ -4,6 +4,7 @@
 //! - [`package`]: the signed `*.imagepackage` file (header, manifest,
 //!   payload, signature), its reader that rejects any malformed, truncated,
 //!   oversized or tampered input with a typed error, and its writer.
+//! - [`api`]: request and response bodies of the operator API.
 //! - [`manifest`]: the application manifest (`app_manifest.json`), validated
 //!   into a domain type; every problem is reported with its JSON path.
 //!
@@ -16,5 +17,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod manifest;
 pub mod package;

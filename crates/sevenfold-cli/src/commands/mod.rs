@@ -1,23 +1,51 @@
-//! One module per command; [`run`] dispatches.
+//! One module per command group; [`run`] dispatches.
+//!
+//! Local commands (keygen, package, image inspect, quickstart, completions,
+//! manufacturer init/endorse) are synchronous; the server and the operator
+//! commands are `async` and run on the runtime `main` builds.
 
+mod audit;
 mod completions;
+mod device;
+mod device_group;
 mod image;
 mod keygen;
+mod login;
+mod manufacturer;
 mod package;
+mod product;
 mod quickstart;
+mod role;
+mod server;
+mod signing_key;
+mod tenant;
 
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, ImageCommand};
 
 /// Runs the parsed command; returns the process exit code.
-pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mode = cli.output;
     match cli.command {
         Command::Quickstart(args) => quickstart::run(mode, &args),
         Command::Keygen(args) => keygen::run(mode, &args),
         Command::Package(args) => package::run(mode, &args),
         Command::Image(ImageCommand::Inspect(args)) => image::inspect(mode, &args),
+        Command::Image(ImageCommand::Add(args)) => image::add(mode, &args).await,
+        Command::Image(ImageCommand::List(args)) => image::list(mode, &args).await,
+        Command::Image(ImageCommand::Show(args)) => image::show(mode, &args).await,
+        Command::Image(ImageCommand::Download(args)) => image::download(mode, &args).await,
         Command::Completions(args) => completions::run(mode, &args),
+        Command::Server(args) => server::run(mode, &args).await,
+        Command::Login(args) => login::run(mode, &args).await,
+        Command::Tenant(args) => tenant::run(mode, args).await,
+        Command::Role(args) => role::run(mode, args).await,
+        Command::Product(args) => product::run(mode, args).await,
+        Command::DeviceGroup(args) => device_group::run(mode, args).await,
+        Command::Manufacturer(command) => manufacturer::run(mode, command).await,
+        Command::Device(args) => device::run(mode, args).await,
+        Command::SigningKey(args) => signing_key::run(mode, args).await,
+        Command::Audit(args) => audit::run(mode, args).await,
     }
 }

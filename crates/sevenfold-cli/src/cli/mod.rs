@@ -1,8 +1,17 @@
 //! The command line: every subcommand, flag and help text, and nothing else.
+//!
+//! This module holds the top level and the local tools; [`operator`] holds
+//! the commands that talk to a Security Service, [`server`] the server itself.
+
+mod operator;
+mod server;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub(crate) use self::operator::*;
+pub(crate) use self::server::ServerArgs;
 
 /// Sevenfold: make connected devices meet the seven properties of highly
 /// secure devices.
@@ -40,11 +49,42 @@ pub(crate) enum Command {
     Keygen(KeygenArgs),
     /// Build and sign an image package from an app manifest and a payload.
     Package(PackageArgs),
-    /// Work with image packages.
+    /// Work with image packages: inspect files here, or upload, list and
+    /// download a tenant's images on the Security Service.
     #[command(subcommand)]
     Image(ImageCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Run the Security Service (operator API over HTTPS).
+    ///
+    /// Each setting comes from the flag, else its `SEVENFOLD_*` environment
+    /// variable, else the TOML file (`--config` or `SEVENFOLD_CONFIG`), else
+    /// the default. Once listening, one line goes to standard output (with
+    /// `--output json`, a JSON object with `event`, `operator_api`, `ca_file`
+    /// and `bootstrap_token`); logs go to standard error (`RUST_LOG`).
+    /// SIGINT or SIGTERM shut down gracefully.
+    Server(ServerArgs),
+    /// Check a server address and API token, and save them (with the
+    /// service CA and a default tenant) for the other commands.
+    Login(LoginArgs),
+    /// Tenants: the owners of devices, products and images.
+    Tenant(TenantArgs),
+    /// Users' roles in a tenant (administrator, contributor, reader).
+    Role(RoleArgs),
+    /// Products: a kind of device, with its device groups.
+    Product(ProductArgs),
+    /// Device groups: which devices get which updates.
+    DeviceGroup(DeviceGroupArgs),
+    /// Manufacturer CAs: make one and endorse device keys (local), or make
+    /// the server trust one.
+    #[command(subcommand)]
+    Manufacturer(ManufacturerCommand),
+    /// Devices: claim, list, assign to groups, change mode, transfer.
+    Device(DeviceArgs),
+    /// Public keys whose signatures the tenant's image packages may carry.
+    SigningKey(SigningKeyArgs),
+    /// The hash-chained operator audit log.
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +150,15 @@ pub(crate) enum ImageCommand {
     /// against the given public keys. Exits non-zero if keys are given and
     /// none verifies the package.
     Inspect(InspectArgs),
+    /// Upload an image package to the tenant (verified by the server against
+    /// the tenant's signing keys).
+    Add(ImageAddArgs),
+    /// List the tenant's images.
+    List(ImageListArgs),
+    /// Show one image's metadata.
+    Show(ImageShowArgs),
+    /// Download an image package and check it is the image asked for.
+    Download(ImageDownloadArgs),
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,383 @@
+//! Storage: everything the Security Service persists, on SQLite (embedded
+//! default) or PostgreSQL (scale-out), behind one [`Store`].
+//!
+//! # Design
+//!
+//! * **One set of queries for both back-ends.** The store talks to the
+//!   database through sqlx's `Any` driver with runtime queries (no compile-time
+//!   checked macros). Queries use PostgreSQL's `$1` placeholders, which
+//!   sqlx's SQLite driver also binds by number, so no rewriting is needed.
+//!   Rows are mapped by hand with `try_get`; a value that does not decode is
+//!   [`StoreError::Corrupt`], never a panic.
+//! * **Portable column types.** The `Any` driver carries only integers,
+//!   floats, text and bytes, so: ids are `TEXT`; timestamps are `BIGINT` unix
+//!   milliseconds; flags are `BIGINT` 0/1 (the `Any` driver refuses a SQLite
+//!   column declared `BOOLEAN`); DER blobs are `BYTEA`, PostgreSQL's binary type,
+//!   which SQLite accepts as a type name and stores blobs in unchanged; hashes
+//!   and key ids are lowercase hex `TEXT`. Enumerations are `TEXT` with a
+//!   `CHECK`.
+//! * **One migration directory.** `migrations/*.sql` is written in the
+//!   dialect the two databases share, and is embedded in the binary with
+//!   `include_str!` (sqlx's `migrate!` macro needs its `macros` feature, which
+//!   this crate does not enable) and applied by [`Store::connect`] under
+//!   sqlx's migrator, which takes an advisory lock on PostgreSQL so replicas
+//!   starting together migrate once.
+//! * **Stateless replicas.** Nothing shared lives in memory. Exclusivity is
+//!   the database's job: a device id is a primary key (a claim is exclusive
+//!   across replicas), one pending transfer per device is a partial unique
+//!   index, and the audit chain's next position is a primary key, with
+//!   appenders serialised through one locked row (see
+//!   [`Store::append_audit`]).
+//! * **Tenant isolation in depth.** Every query on tenant-owned data carries
+//!   `tenant_id = $n` in its `WHERE` clause, and cross-object references are
+//!   composite foreign keys on `(tenant_id, id)`, so even a bug in the API's
+//!   checks cannot read or link another tenant's objects.
+//! * **SQLite specifics.** WAL journal (readers never block the writer; set
+//!   at connect, persistent in the file), foreign keys on and a 5 s busy
+//!   timeout (sqlx's defaults), the file is created if missing (`mode=rwc`),
+//!   and write transactions start with `BEGIN IMMEDIATE` so two writers queue
+//!   instead of failing on a lock upgrade. `sqlite::memory:` works too (one
+//!   shared in-memory database per [`Store`], for tests).
+//!
+//! Each concern has its own file and `impl Store` block: `tenants.rs` (users,
+//! tokens, roles, tenants), `products.rs` (products, groups), `devices.rs`
+//! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images),
+//! `audit.rs` (the hash-chained audit log).
+
+mod audit;
+mod devices;
+mod error;
+mod images;
+mod model;
+mod products;
+mod tenants;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Row, SqlSafeStr};
+
+pub use audit::GENESIS_HASH;
+pub use error::StoreError;
+use model::clamp_limit;
+pub use model::{
+    AuditEntry, AuditFilter, AuditOutcome, AuditVerification, Device, DeviceGroup, DeviceMode,
+    GroupUpdate, Image, ManufacturerCa, NewAuditEntry, NewDevice, NewGroup, NewImage, Page,
+    Principal, Product, Role, RoleAssignment, RuntimeFeed, SigningKey, Tenant, Transfer,
+    TransferStatus, UpdatePolicy, User,
+};
+pub use products::DEFAULT_GROUPS;
+
+/// The schema migrations, in order: (version, description, SQL). Embedded
+/// with `include_str!`; a new `migrations/NNNN_name.sql` must be added here
+/// too (a unit test checks the two agree). Never edit an applied migration:
+/// the migrator records each one's checksum and refuses a changed file.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/0001_initial.sql"),
+)];
+
+/// Which database a [`Store`] is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// An SQLite file: one server process, no external database.
+    Sqlite,
+    /// PostgreSQL: may be shared by many stateless server replicas.
+    Postgres,
+}
+
+impl Backend {
+    /// The back-end a database URL names: `sqlite:` or `postgres://` /
+    /// `postgresql://`.
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Invalid(
+                "unsupported database URL: expected sqlite:PATH or postgres://…".to_owned(),
+            ))
+        }
+    }
+
+    /// "sqlite" or "postgres", for logs and health output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// The service's storage: a connection pool and the back-end it is on.
+///
+/// Cheap to clone (the pool is reference-counted); clones share connections.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// The default PostgreSQL pool size.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+    /// Connects to `url` with at most `max_connections` pooled connections
+    /// and applies any pending schema migrations.
+    ///
+    /// SQLite URLs get `mode=rwc` (create the file if missing) unless they
+    /// name a mode; see [`Store::sqlite_url`]. Connecting twice to the same
+    /// database is safe: applied migrations are recorded and skipped.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => sqlite_connect_url(url),
+            Backend::Postgres => url.to_owned(),
+        };
+        let mut options = AnyPoolOptions::new().max_connections(max_connections.max(1));
+        if url.contains("mode=memory") {
+            // An in-memory database lives only while a connection to it is
+            // open: keep one open for the life of the pool.
+            options = options
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = options.connect(&url).await?;
+        if backend == Backend::Sqlite {
+            // Persistent in the file; needs no other connection to be writing,
+            // which holds before migrations on a server's own database.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        tracing::debug!(backend = backend.as_str(), "store connected and migrated");
+        Ok(store)
+    }
+
+    /// The `sqlite:` URL for a database file at `path` (created if missing).
+    /// `%`, `?` and `#` in the path are percent-encoded, as the driver
+    /// decodes them; a non-UTF-8 path is converted lossily.
+    pub fn sqlite_url(path: &Path) -> String {
+        let path = path
+            .display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('?', "%3F")
+            .replace('#', "%23");
+        format!("sqlite://{path}?mode=rwc")
+    }
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Which database this store is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks the database answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// `(open connections, idle connections)` of the pool, for metrics.
+    pub fn pool_size(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write
+    /// lock up front (`BEGIN IMMEDIATE`), so concurrent writers wait on the
+    /// busy timeout instead of failing when a read lock cannot be upgraded.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(self.begin_write_raw().await?)
+    }
+
+    /// [`Store::begin_write`] with the error unmapped.
+    pub(crate) async fn begin_write_raw(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// The pool, for the per-concern `impl Store` blocks.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// The URL the SQLite driver is given for `url`: `mode=rwc` (create the file
+/// if missing) unless a mode is named, and `sqlite::memory:` turned into a
+/// uniquely named shared-cache in-memory database. (The `Any` driver parses
+/// the URL again for every pooled connection, and a plain `:memory:` would
+/// give each connection a database of its own.)
+fn sqlite_connect_url(url: &str) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let database = rest.split('?').next().unwrap_or(rest);
+    if database == ":memory:" {
+        return format!(
+            "sqlite:file:sevenfold-memory-{}?mode=memory&cache=shared",
+            uuid::Uuid::new_v4().simple()
+        );
+    }
+    if url.contains("mode=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}mode=rwc")
+}
+
+/// Now, in unix milliseconds (0 if the clock is before 1970).
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A fresh random id (UUID v4, hyphenated).
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Reads column `col` of `row`; a missing or undecodable value is
+/// [`StoreError::Corrupt`].
+pub(crate) fn col<'r, T>(row: &'r AnyRow, col: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<T, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+}
+
+/// Reads a 0/1 flag column.
+pub(crate) fn col_flag(row: &AnyRow, name: &str) -> Result<bool, StoreError> {
+    match col::<i64>(row, name)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(StoreError::Corrupt(format!(
+            "column {name}: {other} is not a 0/1 flag"
+        ))),
+    }
+}
+
+/// Reads a text column and parses it with `parse` (an enum's spelling).
+pub(crate) fn col_enum<T>(
+    row: &AnyRow,
+    name: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let text: String = col(row, name)?;
+    parse(&text)
+        .ok_or_else(|| StoreError::Corrupt(format!("column {name}: unknown value {text:?}")))
+}
+
+/// Converts a count from the database.
+pub(crate) fn to_count(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(version, description, _)| format!("{version:04}_{description}.sql"))
+            .collect();
+        assert_eq!(files, embedded);
+        for (version, description, sql) in MIGRATIONS {
+            let on_disk =
+                std::fs::read_to_string(dir.join(format!("{version:04}_{description}.sql")))
+                    .unwrap();
+            assert_eq!(&on_disk, sql);
+        }
+    }
+
+    #[test]
+    fn sqlite_urls() {
+        assert_eq!(
+            Store::sqlite_url(Path::new("/data/a?b#c%d.db")),
+            "sqlite:///data/a%3Fb%23c%25d.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_connect_url("sqlite:///x.db"),
+            "sqlite:///x.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_connect_url("sqlite:///x.db?cache=private"),
+            "sqlite:///x.db?cache=private&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_connect_url("sqlite:x.db?mode=ro"),
+            "sqlite:x.db?mode=ro"
+        );
+        for memory in ["sqlite::memory:", "sqlite://:memory:"] {
+            let url = sqlite_connect_url(memory);
+            assert!(url.starts_with("sqlite:file:sevenfold-memory-"), "{url}");
+            assert!(url.ends_with("?mode=memory&cache=shared"), "{url}");
+        }
+        assert_ne!(
+            sqlite_connect_url("sqlite::memory:"),
+            sqlite_connect_url("sqlite::memory:")
+        );
+    }
+
+    #[test]
+    fn backend_names() {
+        assert_eq!(Backend::from_url("sqlite:x").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::from_url("postgres://h/d").unwrap(),
+            Backend::Postgres
+        );
+        assert!(Backend::from_url("mysql://h/d").is_err());
+    }
+}
