@@ -878,3 +878,40 @@ fn audit_verify_detects_an_entry_altered_in_the_database() {
         "{v:?}"
     );
 }
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), None, &[]);
+    let token = server.bootstrap_token.clone().unwrap();
+    let api = server.client(&token);
+    let t = api.post("/api/v1/tenants", json!({"name": "acme"})).body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    register_key(&api, &t, &key);
+    let bytes = package(&key);
+    let path = format!("/api/v1/tenants/{t}/images");
+    // A slow upload: 20 pieces, 100 ms apart.
+    let uploader = {
+        let api = api.with_token(&token);
+        std::thread::spawn(move || {
+            api.send_slowly(&path, bytes, 20, std::time::Duration::from_millis(100))
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let pid = server.child.id();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // No new connections once shutdown began...
+    let late = std::net::TcpStream::connect(server.url.trim_start_matches("https://"));
+    assert!(late.is_err(), "server still accepts after SIGTERM");
+    // ...but the upload in flight completes.
+    let reply = uploader.join().unwrap();
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert!(server.stop(), "exit status 0 after graceful shutdown");
+}

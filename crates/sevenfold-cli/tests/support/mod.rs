@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::Value;
 
 /// Path of the binary under test.
@@ -287,6 +288,24 @@ impl Api {
             .bearer_auth(&self.token)
             .header("content-type", "application/octet-stream")
             .body(bytes);
+        self.finish(req)
+    }
+
+    /// Uploads `bytes` in `pieces` chunks with `delay` between them (a slow client).
+    pub fn send_slowly(&self, path: &str, bytes: Vec<u8>, pieces: usize, delay: Duration) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let size = bytes.len().div_ceil(pieces.max(1));
+        let chunks: Vec<Vec<u8>> = bytes.chunks(size.max(1)).map(<[u8]>::to_vec).collect();
+        let stream = futures_util::stream::iter(chunks).then(move |chunk| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, std::io::Error>(chunk)
+        });
+        let req = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream));
         self.finish(req)
     }
 
