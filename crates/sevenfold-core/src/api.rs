@@ -387,3 +387,76 @@ pub struct SetDeviceMode {
     /// `development` (accepts developer-signed sideloads) or `field`.
     pub mode: String,
 }
+
+/// One attestation verdict of a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttestationInfo {
+    /// When.
+    pub at: String,
+    /// `pass` or `fail`.
+    pub verdict: String,
+    /// Why it failed (empty on pass).
+    pub reasons: Vec<String>,
+    /// What the device measured: kind, component_id, name, version, digest.
+    #[schema(value_type = Object)]
+    pub measurements: serde_json::Value,
+    /// Serial of the certificate issued on a pass.
+    pub certificate_serial: Option<String>,
+    /// Its expiry.
+    pub certificate_not_after: Option<String>,
+    /// Client address of the device.
+    pub source: String,
+}
+
+/// `POST /runtime-releases` (server administrators).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddRuntimeRelease {
+    /// Hex SHA-256 of the runtime executable.
+    pub digest: String,
+    /// Version label.
+    pub version: String,
+}
+
+/// A runtime build the service accepts (unless revoked).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RuntimeReleaseInfo {
+    /// Hex SHA-256 of the runtime executable.
+    pub digest: String,
+    /// Version label.
+    pub version: String,
+    /// When it was added.
+    pub added_at: String,
+    /// Who added it.
+    pub added_by: String,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<String>,
+}
+
+/// A generation of the tenant's device CA.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TenantCaInfo {
+    /// 1, 2, … (the highest issues new certificates).
+    pub generation: i64,
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: String,
+    /// Expiry.
+    pub not_after: String,
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+}
+
+/// `POST /tenants/{tenant}/ca/proof-of-possession`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProofOfPossessionRequest {
+    /// The verification code a third-party service asked to see signed.
+    pub verification_code: String,
+}
+
+/// A certificate proving possession of the tenant CA's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProofOfPossession {
+    /// Certificate (PEM) with the verification code as its subject, signed by the tenant CA.
+    pub certificate_pem: String,
+}

@@ -4,6 +4,8 @@
 //! - [`package`]: the signed `*.imagepackage` file (header, manifest,
 //!   payload, signature), its reader that rejects any malformed, truncated,
 //!   oversized or tampered input with a typed error, and its writer.
+//! - [`attestation`]: evidence a device sends to attest, the event log and
+//!   the checks that need no database (quote, log replay).
 //! - [`api`]: request and response bodies of the operator API.
 //! - [`manifest`]: the application manifest (`app_manifest.json`), validated
 //!   into a domain type; every problem is reported with its JSON path.
@@ -18,5 +20,6 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod attestation;
 pub mod manifest;
 pub mod package;

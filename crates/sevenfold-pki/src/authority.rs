@@ -29,11 +29,13 @@ pub(crate) struct Authority {
     key: SoftwareKey,
 }
 
-/// A new CA and the two files to keep: certificate PEM and PKCS#8 key PEM.
+/// A new CA and what to keep of it: the certificate PEM and the PKCS#8 key,
+/// as PEM (for files) and as DER (for wrapping into a database row).
 pub(crate) struct NewAuthority {
     pub(crate) authority: Authority,
     pub(crate) cert_pem: String,
     pub(crate) key_pem: Zeroizing<String>,
+    pub(crate) key_pkcs8: Zeroizing<Vec<u8>>,
 }
 
 impl Authority {
@@ -45,6 +47,17 @@ impl Authority {
         common_name: &str,
         organization: &str,
         validity: Validity,
+    ) -> Result<NewAuthority, PkiError> {
+        Authority::generate_with(common_name, organization, validity, |_| Ok(()))
+    }
+
+    /// [`Authority::generate`], letting `customize` add to the certificate
+    /// (more subject attributes, subject alternative names) before it is signed.
+    pub(crate) fn generate_with(
+        common_name: &str,
+        organization: &str,
+        validity: Validity,
+        customize: impl FnOnce(&mut CertificateParams) -> Result<(), PkiError>,
     ) -> Result<NewAuthority, PkiError> {
         check_common_name(common_name)?;
         let (key, pkcs8) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256)
@@ -61,6 +74,7 @@ impl Authority {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         (params.not_before, params.not_after) = validity.to_offsets()?;
         params.serial_number = Some(random_serial()?);
+        customize(&mut params)?;
         let signer = Signer::new(&key)?;
         let cert = params.self_signed(&signer).map_err(internal)?;
         // Read back what we wrote, through the same checks a loader applies.
@@ -70,6 +84,7 @@ impl Authority {
             authority: Authority { cert, key },
             cert_pem,
             key_pem: SoftwareKey::pkcs8_to_pem(&pkcs8),
+            key_pkcs8: pkcs8,
         })
     }
 
@@ -78,6 +93,11 @@ impl Authority {
         let cert = CaCertificate::parse(cert_pem.as_bytes())?;
         let key =
             SoftwareKey::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+        Authority::from_parts(cert, key)
+    }
+
+    /// Pairs a CA certificate with its private key, checking they belong together.
+    pub(crate) fn from_parts(cert: CaCertificate, key: SoftwareKey) -> Result<Authority, PkiError> {
         if key.public_key().spki_der() != cert.spki_der() {
             return Err(PkiError::KeyMismatch {
                 subject: cert.subject().to_owned(),

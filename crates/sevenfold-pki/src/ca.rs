@@ -6,8 +6,11 @@ use rustls_pki_types::{CertificateDer, TrustAnchor};
 use sevenfold_rot::Digest;
 
 use crate::input::{certificates, one_certificate, parse_x509, to_pem};
+use x509_parser::extensions::GeneralName;
+
+use crate::tenant::{check_tenant_id, strip_prefix_ignore_case};
 use crate::validity::check_period;
-use crate::PkiError;
+use crate::{PkiError, TENANT_URI_PREFIX};
 
 /// An X.509 certificate that is a CA: basicConstraints CA=true and keyUsage
 /// keyCertSign. Manufacturer CAs (the service's trust anchors for
@@ -25,6 +28,7 @@ pub struct CaCertificate {
     not_before: i64,
     not_after: i64,
     spki_der: Vec<u8>,
+    tenant_id: Option<String>,
     anchor: TrustAnchor<'static>,
 }
 
@@ -77,6 +81,10 @@ impl CaCertificate {
         let not_before = cert.validity().not_before.timestamp();
         let not_after = cert.validity().not_after.timestamp();
         let spki_der = cert.public_key().raw.to_vec();
+        let tenant_id = match cert.subject_alternative_name() {
+            Ok(san) => san.and_then(|san| named_tenant(&san.value.general_names)),
+            Err(e) => return Err(PkiError::Malformed(format!("subjectAltName: {e}"))),
+        };
         let anchor = webpki::anchor_from_trusted_cert(&CertificateDer::from(der))
             .map_err(|e| PkiError::Malformed(format!("unusable as a trust anchor: {e}")))?
             .to_owned();
@@ -87,6 +95,7 @@ impl CaCertificate {
             not_before,
             not_after,
             spki_der,
+            tenant_id,
             anchor,
         })
     }
@@ -132,9 +141,40 @@ impl CaCertificate {
         check_period(&self.subject, self.not_before, self.not_after, now_unix)
     }
 
+    /// The tenant a tenant CA belongs to: the ID in its one
+    /// `urn:sevenfold:tenant:<tenant-id>` SAN URI. `None` for manufacturer and
+    /// service CAs, and for a CA that names no tenant, several, or an invalid
+    /// ID; [`crate::verify_device_certificate`] accepts device certificates
+    /// only from a CA that names exactly the certificate's tenant.
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.tenant_id.as_deref()
+    }
+
     pub(crate) fn anchor(&self) -> &TrustAnchor<'static> {
         &self.anchor
     }
+}
+
+/// The tenant ID of the single tenant URI among `names`, if there is exactly
+/// one and it is a valid tenant ID.
+fn named_tenant(names: &[GeneralName<'_>]) -> Option<String> {
+    let mut tenants = names.iter().filter_map(|name| match name {
+        GeneralName::URI(uri) => strip_prefix_ignore_case(uri, TENANT_URI_PREFIX),
+        _ => None,
+    });
+    match (tenants.next(), tenants.next()) {
+        (Some(id), None) if check_tenant_id(id).is_ok() && has_exact_prefix(names) => {
+            Some(id.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Whether the tenant URI is spelled in lower case, as issued.
+fn has_exact_prefix(names: &[GeneralName<'_>]) -> bool {
+    names
+        .iter()
+        .any(|name| matches!(name, GeneralName::URI(uri) if uri.starts_with(TENANT_URI_PREFIX)))
 }
 
 impl PartialEq for CaCertificate {

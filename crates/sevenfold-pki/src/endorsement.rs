@@ -28,10 +28,14 @@ pub const TPM_EK_CERTIFICATE_EKU: &[u64] = &[2, 23, 133, 8, 1];
 /// Most intermediate certificates accepted between an endorsement and its CA.
 pub const MAX_INTERMEDIATES: usize = 8;
 
+/// What to do about an endorsement from an untrusted issuer.
+const TRUST_ADVICE: &str = "; add the manufacturer's CA certificate to the trusted CAs, or have \
+                            the device endorsed by a manufacturer CA that is trusted";
+
 /// Signature algorithms accepted in endorsement chains: Sevenfold's own
 /// (ECDSA P-256, Ed25519), plus P-384 and RSA, which TPM vendors' EK
 /// certificate chains use.
-static SIGNATURE_ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[
+pub(crate) static SIGNATURE_ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[
     webpki::aws_lc_rs::ECDSA_P256_SHA256,
     webpki::aws_lc_rs::ECDSA_P256_SHA384,
     webpki::aws_lc_rs::ECDSA_P384_SHA256,
@@ -176,9 +180,9 @@ pub fn verify_endorsement_chain(
 
     // 1. Trust.
     if trusted.is_empty() {
-        return Err(PkiError::UntrustedIssuer(
-            "no manufacturer CA is configured as trusted".into(),
-        ));
+        return Err(PkiError::UntrustedIssuer(format!(
+            "no manufacturer CA is configured as trusted{TRUST_ADVICE}"
+        )));
     }
     let anchors: Vec<_> = trusted.iter().map(|ca| ca.anchor().clone()).collect();
     let leaf_cert = CertificateDer::from(leaf_der.as_slice());
@@ -329,7 +333,7 @@ fn has_device_prefix(uri: &str) -> bool {
 }
 
 /// x509-parser splits well-known EKUs into flags; put them back as OIDs.
-fn eku_oids(eku: &ExtendedKeyUsage<'_>) -> Vec<Vec<u64>> {
+pub(crate) fn eku_oids(eku: &ExtendedKeyUsage<'_>) -> Vec<Vec<u64>> {
     const KP: [u64; 8] = [1, 3, 6, 1, 5, 5, 7, 3];
     let kp = |n: u64| {
         let mut oid = KP.to_vec();
@@ -429,7 +433,8 @@ fn from_webpki(
     #[allow(deprecated)]
     match error {
         E::UnknownIssuer => PkiError::UntrustedIssuer(format!(
-            "issuer \"{}\" is none of the {trusted} trusted CA(s), and no intermediate leads to one",
+            "issuer \"{}\" is none of the {trusted} trusted CA(s), and no intermediate leads to \
+             one{TRUST_ADVICE}",
             leaf.issuer
         )),
         E::CertExpired { not_after, .. } => PkiError::Expired {
@@ -440,19 +445,24 @@ fn from_webpki(
             subject: "intermediate certificate of the chain".into(),
             not_before: secs(not_before),
         },
-        E::InvalidSignatureForPublicKey | E::SignatureAlgorithmMismatch => PkiError::BadSignature(
-            format!("\"{}\" ({error}); it was altered or not signed by its named issuer", leaf.subject),
-        ),
+        E::InvalidSignatureForPublicKey | E::SignatureAlgorithmMismatch => {
+            PkiError::BadSignature(format!(
+                "\"{}\" ({error}); it was altered or not signed by its named issuer",
+                leaf.subject
+            ))
+        }
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => {
             PkiError::WrongUsage(format!(
                 "the chain does not allow extendedKeyUsage {} (the certificate has {})",
                 dotted(policy.required_eku()),
-                leaf.ekus.as_deref().map_or_else(|| "none".into(), dotted_list)
+                leaf.ekus
+                    .as_deref()
+                    .map_or_else(|| "none".into(), dotted_list)
             ))
         }
-        E::CaUsedAsEndEntity => PkiError::WrongUsage(
-            "this is a CA certificate, not a device endorsement".into(),
-        ),
+        E::CaUsedAsEndEntity => {
+            PkiError::WrongUsage("this is a CA certificate, not a device endorsement".into())
+        }
         E::EndEntityUsedAsCa
         | E::PathLenConstraintViolated
         | E::NameConstraintViolation
@@ -460,9 +470,9 @@ fn from_webpki(
         | E::CertRevoked
         | E::MaximumPathDepthExceeded
         | E::MaximumPathBuildCallsExceeded
-        | E::MaximumSignatureChecksExceeded => {
-            PkiError::UntrustedIssuer(format!("the chain is not acceptable ({error})"))
-        }
+        | E::MaximumSignatureChecksExceeded => PkiError::UntrustedIssuer(format!(
+            "the chain is not acceptable ({error}){TRUST_ADVICE}"
+        )),
         other => PkiError::Malformed(format!("{other}")),
     }
 }
@@ -471,7 +481,7 @@ fn dotted(oid: &[u64]) -> String {
     oid.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
 }
 
-fn dotted_list(oids: &[Vec<u64>]) -> String {
+pub(crate) fn dotted_list(oids: &[Vec<u64>]) -> String {
     oids.iter()
         .map(|o| dotted(o))
         .collect::<Vec<_>>()

@@ -11,9 +11,13 @@ use crate::validity::display_unix;
 ///   [`NotCa`](PkiError::NotCa), [`Expired`](PkiError::Expired),
 ///   [`NotYetValid`](PkiError::NotYetValid), [`UntrustedIssuer`](PkiError::UntrustedIssuer),
 ///   [`BadSignature`](PkiError::BadSignature), [`WrongUsage`](PkiError::WrongUsage),
-///   [`DeviceIdMismatch`](PkiError::DeviceIdMismatch), [`UnsupportedKey`](PkiError::UnsupportedKey);
+///   [`DeviceIdMismatch`](PkiError::DeviceIdMismatch), [`UnsupportedKey`](PkiError::UnsupportedKey),
+///   [`MissingIdentity`](PkiError::MissingIdentity), [`IdentityMismatch`](PkiError::IdentityMismatch);
 /// - the caller asked for something impossible: [`InvalidKey`](PkiError::InvalidKey),
-///   [`KeyMismatch`](PkiError::KeyMismatch), [`InvalidArgument`](PkiError::InvalidArgument);
+///   [`KeyMismatch`](PkiError::KeyMismatch), [`InvalidArgument`](PkiError::InvalidArgument),
+///   [`CaExpiresTooSoon`](PkiError::CaExpiresTooSoon);
+/// - stored data cannot be used: [`KeyUnwrap`](PkiError::KeyUnwrap) (a wrapped
+///   key does not open under this master key and context);
 /// - something inside failed: [`Internal`](PkiError::Internal).
 ///
 /// A service maps the first group to "reject the device / 4xx", the second to a
@@ -26,8 +30,8 @@ pub enum PkiError {
     Malformed(String),
     /// A certificate given as a CA (trust anchor or issuer) is not one.
     #[error(
-        "not a CA certificate: {0}; a manufacturer or service CA needs basicConstraints \
-         CA=true and keyUsage keyCertSign"
+        "not a CA certificate: {0}; a manufacturer, service or tenant CA needs \
+         basicConstraints CA=true and keyUsage keyCertSign"
     )]
     NotCa(String),
     /// A certificate's validity period ended before the time it was checked at.
@@ -49,11 +53,10 @@ pub enum PkiError {
         /// Its notBefore, unix seconds.
         not_before: i64,
     },
-    /// The certificate does not chain to any trusted CA.
-    #[error(
-        "untrusted issuer: {0}; add the manufacturer's CA certificate to the trusted CAs, \
-         or have the device endorsed by a manufacturer CA that is trusted"
-    )]
+    /// The certificate does not chain to any trusted CA. The message says
+    /// which CAs were tried and what to do (trust the manufacturer's CA for an
+    /// endorsement; attest again for a device certificate).
+    #[error("untrusted issuer: {0}")]
     UntrustedIssuer(String),
     /// A signature in the chain does not verify: the certificate was altered,
     /// or signed by a different key under the same CA name.
@@ -91,6 +94,37 @@ pub enum PkiError {
         /// Subject of the CA certificate.
         subject: String,
     },
+    /// A device certificate lacks the names that say which device and tenant
+    /// it is for (or has more than one of them), or a tenant CA certificate
+    /// does not name its tenant. The message says what to do.
+    #[error("missing identity: {0}")]
+    MissingIdentity(String),
+    /// The names in a device certificate disagree with each other (subject CN
+    /// and device SAN URI) or with the tenant of the CA that issued it.
+    #[error("identity mismatch: {0}; the certificate is refused, have the device attest again")]
+    IdentityMismatch(String),
+    /// A certificate would outlive the CA asked to issue it.
+    #[error(
+        "the CA \"{ca_subject}\" expires at {}, before the certificate asked for would (at {}); \
+         rotate the tenant CA (make a successor and publish both CA certificates during \
+         the overlap) and issue from the successor",
+        display_unix(*ca_not_after),
+        display_unix(*requested_not_after)
+    )]
+    CaExpiresTooSoon {
+        /// Subject of the issuing CA.
+        ca_subject: String,
+        /// The CA's notAfter, unix seconds.
+        ca_not_after: i64,
+        /// The notAfter the new certificate would have had, unix seconds.
+        requested_not_after: i64,
+    },
+    /// A wrapped (encrypted at rest) key does not open.
+    #[error(
+        "cannot unwrap the stored key: {0}; check that the server's master key is the one \
+         the key was wrapped with and that the row was not copied from another tenant or altered"
+    )]
+    KeyUnwrap(String),
     /// An argument is out of range (empty name, zero validity, bad hostname, …).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

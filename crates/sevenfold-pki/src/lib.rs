@@ -19,6 +19,16 @@
 //!   intermediates and [`EndorsementPolicy::tpm_ek`]).
 //! - The service's own TLS certificate comes from a small **service CA**
 //!   ([`ServiceCa`]) that devices and the CLI pin.
+//! - Each tenant has a **tenant CA** ([`TenantCa`]). When a device passes
+//!   attestation the service issues it a 24-hour TLS client certificate
+//!   ([`TenantCa::issue_device_certificate`]) naming the device and the tenant
+//!   (`urn:sevenfold:device:<device-id>`, `urn:sevenfold:tenant:<tenant-id>`);
+//!   the device API checks it with [`verify_device_certificate`], which returns
+//!   a [`DeviceIdentity`]. Tenant CAs rotate by
+//!   [`TenantCa::generate_successor`], both certificates published together
+//!   ([`chain_pem`]) during the overlap.
+//! - Tenant CA private keys are stored encrypted under the server's master key
+//!   ([`KeyWrap`], AES-256-GCM bound to the tenant ID).
 //!
 //! Key design decision: the device ID is always *computed* from the
 //! certificate's public key (SHA-256 of its SPKI, [`sevenfold_rot::DeviceId`])
@@ -61,16 +71,24 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod at_rest;
 mod authority;
 mod ca;
+mod device_cert;
 mod endorsement;
 mod error;
 mod input;
 mod manufacturer;
 mod service_tls;
+mod tenant;
 mod validity;
 
+pub use at_rest::{
+    KeyWrap, KEY_WRAP_VERSION, MASTER_KEY_LEN, MAX_CONTEXT_LEN, MAX_WRAPPED_SECRET_LEN,
+};
+
 pub use ca::CaCertificate;
+pub use device_cert::{certificate_public_key, verify_device_certificate, DeviceIdentity};
 pub use endorsement::{
     verify_endorsement, verify_endorsement_chain, Endorsement, EndorsementPolicy,
     MAX_INTERMEDIATES, TPM_EK_CERTIFICATE_EKU,
@@ -82,4 +100,9 @@ pub use manufacturer::{
     ENDORSEMENT_EKU, MANUFACTURER_ORGANIZATION,
 };
 pub use service_tls::{ServiceCa, SERVICE_CA_VALIDITY_DAYS, SERVICE_ORGANIZATION};
+pub use tenant::{
+    chain_pem, DeviceCertificate, TenantCa, TenantCaFiles, CLOCK_SKEW_SECONDS,
+    DEVICE_CERTIFICATE_VALIDITY_SECONDS, MAX_TENANT_ID_LEN, MAX_VERIFICATION_CODE_LEN,
+    TENANT_CA_VALIDITY_DAYS, TENANT_ORGANIZATION, TENANT_URI_PREFIX,
+};
 pub use validity::MAX_VALIDITY_DAYS;

@@ -268,7 +268,7 @@ mod tests {
                 .to_string(),
             "not a CA certificate: basicConstraints CA is false in \"CN=".to_owned()
                 + &id
-                + "\"; a manufacturer or service CA needs basicConstraints CA=true and keyUsage keyCertSign"
+                + "\"; a manufacturer, service or tenant CA needs basicConstraints CA=true and keyUsage keyCertSign"
         );
     }
 

@@ -12,7 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sevenfold_pki::{verify_endorsement, CaCertificate, ManufacturerCa, ServiceCa};
+use sevenfold_pki::{
+    chain_pem, verify_endorsement, CaCertificate, ManufacturerCa, ServiceCa, TenantCa,
+};
 use sevenfold_rot::{DeviceId, KeyAlgorithm, SoftwareKey};
 
 /// Runs openssl in `dir`; returns whether it succeeded and its stdout + stderr.
@@ -296,4 +298,240 @@ fn service_server_certificate_verifies_for_localhost_and_127_0_0_1() {
         openssl(dir, &["x509", "-in", "server.pem", "-noout", "-pubkey"]).unwrap();
     assert!(ok, "{from_cert}");
     assert_eq!(from_key, from_cert);
+}
+
+/// `2026-03-01 12:00:00Z`, as `openssl x509 -dateopt iso_8601` prints dates.
+fn iso(unix: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[test]
+fn openssl_verifies_device_certificates_as_tls_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let tenant = "0b7e6f1a-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
+    let (ca, files) = TenantCa::generate(tenant, "Contoso", 365).unwrap();
+    let (rot, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let device_id = DeviceId::of(rot.public_key());
+    let now = now();
+    write(dir, "tenant-ca.pem", &files.cert_pem);
+
+    for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519] {
+        let (tls, _) = SoftwareKey::generate(alg).unwrap();
+        let cert = ca
+            .issue_device_certificate(&device_id, tenant, tls.public_key(), now, 86_400)
+            .unwrap();
+        write(dir, "device.pem", &cert.to_pem());
+        let verify = |purpose: &str| {
+            openssl(
+                dir,
+                &[
+                    "verify",
+                    "-CAfile",
+                    "tenant-ca.pem",
+                    "-purpose",
+                    purpose,
+                    "-x509_strict",
+                    "device.pem",
+                ],
+            )
+        };
+        let Some((ok, out)) = verify("sslclient") else {
+            return;
+        };
+        assert!(ok && out.contains("device.pem: OK"), "{alg}: {out}");
+        let (ok, out) = verify("sslserver").unwrap();
+        assert!(
+            !ok,
+            "{alg}: a device certificate is no server certificate: {out}"
+        );
+
+        let (ok, dates) = openssl(
+            dir,
+            &[
+                "x509",
+                "-in",
+                "device.pem",
+                "-noout",
+                "-startdate",
+                "-enddate",
+                "-dateopt",
+                "iso_8601",
+            ],
+        )
+        .unwrap();
+        assert!(ok, "{dates}");
+        assert_eq!(
+            dates,
+            format!(
+                "notBefore={}\nnotAfter={}\n",
+                iso(now - 300),
+                iso(now + 86_400)
+            ),
+            "{alg}"
+        );
+        // openssl's own clock: valid for nearly 24 h, but not 24 h and a minute.
+        let (ok, out) = openssl(
+            dir,
+            &["x509", "-in", "device.pem", "-noout", "-checkend", "86000"],
+        )
+        .unwrap();
+        assert!(ok, "{alg}: {out}");
+        let (ok, out) = openssl(
+            dir,
+            &["x509", "-in", "device.pem", "-noout", "-checkend", "86460"],
+        )
+        .unwrap();
+        assert!(!ok, "{alg}: {out}");
+
+        let (ok, text) = openssl(dir, &["x509", "-in", "device.pem", "-noout", "-text"]).unwrap();
+        assert!(ok);
+        for needle in [
+            format!("Subject: CN = {device_id}, O = {tenant}"),
+            format!("URI:urn:sevenfold:device:{device_id}"),
+            format!("URI:urn:sevenfold:tenant:{tenant}"),
+            "TLS Web Client Authentication".to_owned(),
+            "CA:FALSE".to_owned(),
+            "Digital Signature".to_owned(),
+        ] {
+            assert!(text.contains(&needle), "{alg}: no {needle:?} in\n{text}");
+        }
+        assert!(!text.contains("TLS Web Server Authentication"), "{text}");
+    }
+
+    let (ok, text) = openssl(dir, &["x509", "-in", "tenant-ca.pem", "-noout", "-text"]).unwrap();
+    assert!(ok);
+    for needle in [
+        "CA:TRUE, pathlen:0".to_owned(),
+        "Certificate Sign, CRL Sign".to_owned(),
+        format!("Subject: CN = Contoso device CA, O = Sevenfold tenant, OU = {tenant}"),
+        format!("URI:urn:sevenfold:tenant:{tenant}"),
+    ] {
+        assert!(text.contains(&needle), "no {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn openssl_verifies_against_the_rotation_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let tenant = "tenant-a";
+    let (old, old_files) = TenantCa::generate(tenant, "Contoso", 365).unwrap();
+    let (new, new_files) = old.generate_successor(tenant, "Contoso", 365).unwrap();
+    let (tls, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let device_id = DeviceId::of(tls.public_key());
+    write(
+        dir,
+        "bundle.pem",
+        &chain_pem(&[old.certificate(), new.certificate()]),
+    );
+    write(dir, "new-only.pem", &new_files.cert_pem);
+    write(dir, "old-only.pem", &old_files.cert_pem);
+    for (name, ca) in [("from-old.pem", &old), ("from-new.pem", &new)] {
+        let cert = ca
+            .issue_device_certificate(&device_id, tenant, tls.public_key(), now(), 86_400)
+            .unwrap();
+        write(dir, name, &cert.to_pem());
+        let Some((ok, out)) = openssl(
+            dir,
+            &[
+                "verify",
+                "-CAfile",
+                "bundle.pem",
+                "-purpose",
+                "sslclient",
+                name,
+            ],
+        ) else {
+            return;
+        };
+        assert!(ok && out.contains(&format!("{name}: OK")), "{out}");
+    }
+    let (ok, out) = openssl(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            "new-only.pem",
+            "-purpose",
+            "sslclient",
+            "from-old.pem",
+        ],
+    )
+    .unwrap();
+    assert!(!ok, "{out}");
+    let (ok, subject) =
+        openssl(dir, &["x509", "-in", "new-only.pem", "-noout", "-subject"]).unwrap();
+    assert!(ok);
+    assert_eq!(
+        subject.trim(),
+        "subject=CN = Contoso device CA (gen 2), O = Sevenfold tenant, OU = tenant-a"
+    );
+}
+
+#[test]
+fn openssl_accepts_the_proof_of_possession_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (ca, files) = TenantCa::generate("tenant-a", "Contoso", 365).unwrap();
+    let (stranger, _) = TenantCa::generate("tenant-a", "Contoso", 365).unwrap();
+    let code = "8F2A9C41-0B7E-4D3A-9E6F-1C2B3D4E5F60";
+    write(dir, "tenant-ca.pem", &files.cert_pem);
+    write(dir, "stranger.pem", &stranger.certificate().to_pem());
+    write(
+        dir,
+        "verification.pem",
+        &ca.proof_of_possession(code).unwrap(),
+    );
+    let Some((ok, out)) = openssl(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            "tenant-ca.pem",
+            "-x509_strict",
+            "verification.pem",
+        ],
+    ) else {
+        return;
+    };
+    assert!(ok && out.contains("verification.pem: OK"), "{out}");
+    let (ok, out) = openssl(
+        dir,
+        &["verify", "-CAfile", "stranger.pem", "verification.pem"],
+    )
+    .unwrap();
+    assert!(!ok, "signed by this CA only: {out}");
+    let (ok, subject) = openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            "verification.pem",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "multiline",
+        ],
+    )
+    .unwrap();
+    assert!(ok);
+    let cn = subject
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("commonName"))
+        .map(|rest| rest.trim_start().trim_start_matches('=').trim())
+        .unwrap();
+    assert_eq!(cn, code);
+    let (ok, text) = openssl(dir, &["x509", "-in", "verification.pem", "-noout", "-text"]).unwrap();
+    assert!(ok);
+    assert!(!text.contains("TLS Web Client Authentication"), "{text}");
 }

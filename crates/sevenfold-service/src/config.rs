@@ -70,6 +70,10 @@ pub struct ConfigLayer {
     pub database_max_connections: Option<u32>,
     /// `text` or `json` logs.
     pub log_format: Option<String>,
+    /// Hex of the 32-byte key that wraps tenant CA private keys at rest.
+    /// Replicas sharing a database must share it; without it, a key file
+    /// in the data directory is used (created on first start).
+    pub ca_wrap_key: Option<String>,
 }
 
 impl ConfigLayer {
@@ -127,6 +131,7 @@ impl ConfigLayer {
                 get("SEVENFOLD_DATABASE_MAX_CONNECTIONS"),
             )?,
             log_format: get("SEVENFOLD_LOG_FORMAT"),
+            ca_wrap_key: get("SEVENFOLD_CA_WRAP_KEY"),
         })
     }
 
@@ -144,6 +149,7 @@ impl ConfigLayer {
                 .database_max_connections
                 .or(lower.database_max_connections),
             log_format: self.log_format.or(lower.log_format),
+            ca_wrap_key: self.ca_wrap_key.or(lower.ca_wrap_key),
         }
     }
 }
@@ -158,7 +164,7 @@ pub struct ServerConfig {
     /// Operator API listen address.
     pub listen: SocketAddr,
     /// Device API listen address.
-    pub device_listen: Option<SocketAddr>,
+    pub device_listen: SocketAddr,
     /// Names and addresses the server certificate covers.
     pub hostnames: Vec<String>,
     /// Largest accepted JSON body.
@@ -169,6 +175,8 @@ pub struct ServerConfig {
     pub database_max_connections: u32,
     /// Whether logs are JSON.
     pub json_logs: bool,
+    /// Hex CA wrap key, if configured.
+    pub ca_wrap_key: Option<String>,
 }
 
 /// Default operator API address.
@@ -205,6 +213,15 @@ impl ServerConfig {
                 .parse()
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8443)))
         });
+        // The device API listens beside the operator API: next port up, or
+        // any free port when the operator port is chosen by the system.
+        let device_listen = merged.device_listen.unwrap_or_else(|| {
+            let port = match listen.port() {
+                0 => 0,
+                p => p.saturating_add(1),
+            };
+            SocketAddr::new(listen.ip(), port)
+        });
         let mut hostnames = vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
@@ -235,12 +252,13 @@ impl ServerConfig {
             data_dir,
             database,
             listen,
-            device_listen: merged.device_listen,
+            device_listen,
             hostnames,
             max_body_bytes,
             max_upload_bytes: merged.max_upload_bytes.unwrap_or(1 << 30),
             database_max_connections: merged.database_max_connections.unwrap_or(10).max(1),
             json_logs,
+            ca_wrap_key: merged.ca_wrap_key,
         })
     }
 }

@@ -29,12 +29,15 @@
 #![warn(missing_docs)]
 
 mod api;
+mod attestation;
 mod auth;
 pub mod blobs;
 pub mod config;
+mod device_api;
 mod metrics;
 pub mod server;
 pub mod store;
+mod tenant_ca;
 mod tls;
 
 pub use server::ServerError;

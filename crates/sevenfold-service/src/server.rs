@@ -75,6 +75,8 @@ impl ServerError {
 pub struct RunningServer {
     /// Where the operator API listens.
     pub operator_addr: SocketAddr,
+    /// Where the device API listens.
+    pub device_addr: SocketAddr,
     /// The service CA (PEM) that clients pin.
     pub ca_pem: String,
     /// The first administrator's token, set only on the very first start.
@@ -105,32 +107,91 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .await
         .map_err(|e| ServerError::io(&config.data_dir.join("blobs"), e))?;
     let tls = tls::load_or_create(&config.data_dir, &config.hostnames)?;
+    let wrap = Arc::new(wrap_key(&config)?);
     let bootstrap_token = auth::bootstrap(&store).await?;
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let operator_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let state = AppState::new(store.clone(), blobs, Arc::new(config), metrics::install());
-    let router = api::router(state);
+    let (listener, operator_addr) = bind(config.listen).await?;
+    let (device_listener, device_addr) = bind(config.device_listen).await?;
+    let state = AppState::new(
+        store.clone(),
+        blobs,
+        Arc::new(config),
+        metrics::install(),
+        wrap,
+    );
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let acceptor = TlsAcceptor::from(tls.operator);
-    let task = tokio::spawn(accept_loop(listener, acceptor, router, shutdown_rx));
-    tracing::info!(%operator_addr, "operator API listening (HTTPS)");
+    let operator = tokio::spawn(accept_loop(
+        listener,
+        TlsAcceptor::from(tls.operator),
+        api::router(state.clone()),
+        shutdown_rx.clone(),
+    ));
+    let device = tokio::spawn(accept_loop(
+        device_listener,
+        TlsAcceptor::from(tls.device),
+        crate::device_api::router(state.clone()),
+        shutdown_rx.clone(),
+    ));
+    let housekeeping = tokio::spawn(housekeeping(state.store.clone(), shutdown_rx));
+    let task = tokio::spawn(async move {
+        let _ = tokio::join!(operator, device, housekeeping);
+    });
+    tracing::info!(%operator_addr, %device_addr, "operator API and device API listening (HTTPS)");
     Ok(RunningServer {
         operator_addr,
+        device_addr,
         ca_pem: tls.ca_pem,
         bootstrap_token,
         shutdown,
         task,
         store,
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// The key that wraps tenant CA private keys: from the configuration, else a
+/// key file in the data directory (created 0600 on first start).
+fn wrap_key(config: &ServerConfig) -> Result<sevenfold_pki::KeyWrap, ServerError> {
+    if let Some(hex) = &config.ca_wrap_key {
+        return sevenfold_pki::KeyWrap::from_hex(hex)
+            .map_err(|e| ServerError::Tls(format!("ca-wrap-key: {e}")));
+    }
+    let dir = config.data_dir.join("secrets");
+    let path = dir.join("ca-wrap.key");
+    if !path.exists() {
+        std::fs::create_dir_all(&dir).map_err(|e| ServerError::io(&dir, e))?;
+        let key = sevenfold_pki::KeyWrap::generate_master_key()
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+        tls::write_private(&path, hex::encode(key.as_slice()).as_bytes())?;
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| ServerError::io(&path, e))?;
+    sevenfold_pki::KeyWrap::from_hex(text.trim())
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
+}
+
+/// Periodically deletes expired nonces and old rate-limit windows.
+async fn housekeeping(store: Store, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = store
+            .purge_attestation_state(crate::store::now_millis(), 120_000)
+            .await
+        {
+            tracing::warn!(error = %e, "housekeeping failed");
+        }
+    }
 }
 
 async fn accept_loop(
@@ -177,9 +238,19 @@ async fn accept_loop(
                     return;
                 }
             };
+            // The client's certificate chain (device listener), for the
+            // `AuthenticatedDevice` extractor to verify per request.
+            let peer_certs = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|certs| crate::device_api::PeerCertificates(certs.to_vec()));
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ClientAddr(peer));
+                    if let Some(certs) = &peer_certs {
+                        request.extensions_mut().insert(certs.clone());
+                    }
                     router.clone().oneshot(request.map(axum::body::Body::new))
                 },
             );

@@ -20,6 +20,78 @@ pub(crate) struct ServiceTls {
     pub(crate) ca_pem: String,
     /// rustls configuration of the operator listener.
     pub(crate) operator: Arc<rustls::ServerConfig>,
+    /// rustls configuration of the device listener (client certificates
+    /// requested, optional; see [`DeferredClientCertVerifier`]).
+    pub(crate) device: Arc<rustls::ServerConfig>,
+}
+
+/// Asks devices for a certificate but leaves the chain check to the request
+/// handlers, because which CA to trust depends on the device's tenant, which
+/// lives in the database. The handshake still proves possession of the
+/// certified key (the CertificateVerify signature is checked here). The only
+/// way to reach an authenticated device route is the `AuthenticatedDevice`
+/// extractor, which verifies the chain against the tenant's CAs on every
+/// request; the two attestation calls need no certificate at all.
+#[derive(Debug)]
+struct DeferredClientCertVerifier {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for DeferredClientCertVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// The one crypto provider of the process (aws-lc-rs).
@@ -59,21 +131,31 @@ pub(crate) fn load_or_create(
         .map_err(|e| ServerError::Tls(format!("server certificate: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| ServerError::Tls(format!("server key: {e}")))?;
-    let operator = rustls::ServerConfig::builder_with_provider(provider())
+    let mut operator = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_no_client_auth()
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    operator.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let verifier = Arc::new(DeferredClientCertVerifier {
+        provider: provider(),
+    });
+    let mut device = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
-    let mut operator = operator;
-    operator.alpn_protocols = vec![b"http/1.1".to_vec()];
+    device.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(ServiceTls {
         ca_pem: ca.certificate().to_pem(),
         operator: Arc::new(operator),
+        device: Arc::new(device),
     })
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<(), ServerError> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), ServerError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -3,6 +3,7 @@
 //! This module holds the top level and the local tools; [`operator`] holds
 //! the commands that talk to a Security Service, [`server`] the server itself.
 
+mod agent;
 mod operator;
 mod server;
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub(crate) use self::agent::*;
 pub(crate) use self::operator::*;
 pub(crate) use self::server::ServerArgs;
 
@@ -79,12 +81,20 @@ pub(crate) enum Command {
     /// the server trust one.
     #[command(subcommand)]
     Manufacturer(ManufacturerCommand),
-    /// Devices: claim, list, assign to groups, change mode, transfer.
+    /// Devices: claim, list, assign to groups, change mode, transfer,
+    /// revoke, see attestation verdicts.
     Device(DeviceArgs),
     /// Public keys whose signatures the tenant's image packages may carry.
     SigningKey(SigningKeyArgs),
     /// The hash-chained operator audit log.
     Audit(AuditArgs),
+    /// The Sevenfold runtime builds devices may run (server administrators
+    /// add and revoke them).
+    Runtime(RuntimeArgs),
+    /// The device runtime: create a device, install images, run measured
+    /// boot and attestation.
+    #[command(subcommand)]
+    Agent(AgentCommand),
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
 /// Where the Security Service is and how to authenticate to it.
 ///
@@ -86,6 +86,42 @@ pub(crate) enum TenantCommand {
         #[arg(value_name = "NAME_OR_ID")]
         name: Option<String>,
     },
+    /// The tenant's device CA: download it for third-party services, prove
+    /// possession of its key to them, rotate it.
+    #[command(subcommand)]
+    Ca(TenantCaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantCaCommand {
+    /// Write the tenant's device CA certificates (every unexpired generation,
+    /// newest first) to a PEM file, for services that authenticate the
+    /// tenant's devices (an MQTT broker, say).
+    Download {
+        /// PEM file to write.
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Prove to a third-party service that the tenant holds its CA: the CA
+    /// signs a certificate whose subject is the service's verification code
+    /// (administrators).
+    Prove {
+        /// The verification code the service asked to see signed.
+        #[arg(long, value_name = "CODE")]
+        code: String,
+        /// PEM file to write the signed certificate to (upload it to the service).
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a new CA generation that issues device certificates from now on;
+    /// earlier generations stay published until they expire (administrators).
+    Rotate,
 }
 
 // ---------------------------------------------------------------- role
@@ -433,6 +469,21 @@ pub(crate) enum DeviceCommand {
     /// Move devices between tenants: one tenant offers, the other accepts.
     #[command(subcommand)]
     Transfer(TransferCommand),
+    /// Revoke a device: from now on it fails attestation and its certificate
+    /// is refused (administrators).
+    Revoke {
+        /// Device ID.
+        device_id: String,
+    },
+    /// Show a device's attestation verdicts, newest first: the latest with
+    /// its reasons and measurements, then the history.
+    Attestation {
+        /// Device ID.
+        device_id: String,
+        /// How many verdicts, 1 to 1000 [default: the server's, 20]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -490,6 +541,57 @@ pub(crate) enum SigningKeyCommand {
         /// Key ID (64 hex characters).
         key_id: String,
     },
+}
+
+// ---------------------------------------------------------------- runtime releases
+
+#[derive(Debug, Args)]
+pub(crate) struct RuntimeArgs {
+    #[command(flatten)]
+    pub(crate) conn: ConnectionArgs,
+    #[command(subcommand)]
+    pub(crate) command: RuntimeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RuntimeCommand {
+    /// Runtime releases: the builds of the Sevenfold runtime a device may run
+    /// and still pass attestation.
+    #[command(subcommand)]
+    Release(RuntimeReleaseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RuntimeReleaseCommand {
+    /// Accept a runtime build: devices that measure it pass attestation
+    /// (server administrators).
+    // `--version` is the release's label here, not the program's version.
+    #[command(disable_version_flag = true)]
+    Add(RuntimeReleaseAddArgs),
+    /// Revoke a runtime build: devices running it fail attestation from now
+    /// on (server administrators).
+    Revoke {
+        /// The release's digest (64 hex characters).
+        digest: String,
+    },
+    /// List the runtime builds the server knows, revoked ones included.
+    List,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("build").required(true).args(["digest", "file"])))]
+pub(crate) struct RuntimeReleaseAddArgs {
+    /// SHA-256 of the runtime executable, 64 hex characters (as `sha256sum`
+    /// prints it).
+    #[arg(long, value_name = "HEX")]
+    pub(crate) digest: Option<String>,
+    /// The runtime executable; its SHA-256 is computed on this machine and
+    /// only the digest is sent.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
+    /// Version label, e.g. `1.4.0`.
+    #[arg(long, value_name = "V")]
+    pub(crate) version: String,
 }
 
 // ---------------------------------------------------------------- images

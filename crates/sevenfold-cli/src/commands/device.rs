@@ -1,4 +1,4 @@
-//! `sevenfold device claim|list|show|assign|enable-development|enable-field-test|transfer`.
+//! `sevenfold device claim|list|show|assign|enable-development|enable-field-test|transfer|revoke|attestation`.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use reqwest::Method;
 use serde::Serialize;
 use sevenfold_core::api::{
-    AssignDevice, ClaimDevice, DeviceInfo, DevicePage, ProductInfo, RequestTransfer, SetDeviceMode,
-    TransferInfo,
+    AssignDevice, AttestationInfo, ClaimDevice, DeviceInfo, DevicePage, ProductInfo,
+    RequestTransfer, SetDeviceMode, TransferInfo,
 };
 
 use crate::cli::{DeviceArgs, DeviceCommand, OutputMode, PageArgs, TransferCommand};
@@ -141,6 +141,127 @@ impl Render for Vec<TransferInfo> {
     }
 }
 
+/// `device revoke`: the device, now revoked (JSON: the device itself).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Revoked(DeviceInfo);
+
+impl Render for Revoked {
+    fn human(&self) -> String {
+        format!(
+            "Revoked device {}: from now on it fails attestation and its certificate is refused.\n{}",
+            self.0.id,
+            fields(&[
+                ("revoked", or_dash(self.0.revoked_at.as_deref())),
+                ("group", or_dash(self.0.group_id.as_deref())),
+                ("mode", self.0.mode.clone()),
+            ])
+        )
+    }
+}
+
+/// `device attestation`: verdicts, newest first (JSON: the array of them).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct AttestationHistory {
+    attestations: Vec<AttestationInfo>,
+    #[serde(skip)]
+    device_id: String,
+}
+
+impl Render for AttestationHistory {
+    fn human(&self) -> String {
+        let Some(latest) = self.attestations.first() else {
+            return format!(
+                "Device {} has not attested yet: its agent attests when it connects to the \
+                 service, and again at least daily.\n",
+                self.device_id
+            );
+        };
+        let mut text = format!(
+            "Device {}: latest attestation {} at {}\n",
+            self.device_id,
+            verdict(latest),
+            latest.at
+        );
+        if !latest.reasons.is_empty() {
+            text.push_str("  reasons:\n");
+            for reason in &latest.reasons {
+                text.push_str(&format!("    - {reason}\n"));
+            }
+        }
+        let certificate = match (&latest.certificate_serial, &latest.certificate_not_after) {
+            (Some(serial), Some(until)) => format!("serial {serial}, valid until {until}"),
+            (Some(serial), None) => format!("serial {serial}"),
+            _ => "none issued".to_owned(),
+        };
+        text.push_str(&fields(&[
+            ("certificate", certificate),
+            ("from", latest.source.clone()),
+        ]));
+        text.push_str("  measurements:\n");
+        for line in measurement_table(&latest.measurements).lines() {
+            text.push_str(&format!("    {line}\n"));
+        }
+        let rows: Vec<Vec<String>> = self
+            .attestations
+            .iter()
+            .map(|a| {
+                vec![
+                    a.at.clone(),
+                    verdict(a),
+                    if a.reasons.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        a.reasons.join("; ")
+                    },
+                ]
+            })
+            .collect();
+        text.push_str(&format!(
+            "History, newest first ({} shown):\n",
+            self.attestations.len()
+        ));
+        text.push_str(&table(&["TIME", "VERDICT", "REASONS"], &rows, ""));
+        text
+    }
+}
+
+/// `PASS`, `FAIL` (or whatever else the server said, in capitals).
+fn verdict(a: &AttestationInfo) -> String {
+    a.verdict.to_uppercase()
+}
+
+/// The measurements of one attestation (an array of objects with `kind`,
+/// `component_id`, `name`, `version`, `digest`) as a table.
+fn measurement_table(measurements: &serde_json::Value) -> String {
+    let cell = |m: &serde_json::Value, key: &str| match m.get(key) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        None | Some(serde_json::Value::Null) => "-".to_owned(),
+        Some(other) => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = measurements
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            vec![
+                cell(m, "kind"),
+                cell(m, "name"),
+                cell(m, "version"),
+                cell(m, "component_id"),
+                cell(m, "digest"),
+            ]
+        })
+        .collect();
+    table(
+        &["KIND", "NAME", "VERSION", "COMPONENT", "DIGEST"],
+        &rows,
+        "none recorded",
+    )
+}
+
 pub(crate) async fn run(mode: OutputMode, args: DeviceArgs) -> anyhow::Result<ExitCode> {
     let client = Client::connect(&args.conn, &args.tenant)?;
     let tenant = client.tenant_id().await?;
@@ -195,6 +316,35 @@ pub(crate) async fn run(mode: OutputMode, args: DeviceArgs) -> anyhow::Result<Ex
             success(mode, &set_mode(&client, t, &device_id, "field").await?)
         }
         DeviceCommand::Transfer(command) => transfer(mode, &client, t, command).await,
+        DeviceCommand::Revoke { device_id } => {
+            let device: DeviceInfo = client
+                .call::<(), _>(
+                    Method::POST,
+                    &["tenants", t, "devices", &device_id, "revoke"],
+                    None,
+                )
+                .await?;
+            success(mode, &Revoked(device))
+        }
+        DeviceCommand::Attestation { device_id, limit } => {
+            let query: Vec<(&str, String)> = limit
+                .map(|n| ("limit", n.to_string()))
+                .into_iter()
+                .collect();
+            let attestations: Vec<AttestationInfo> = client
+                .get(
+                    &["tenants", t, "devices", &device_id, "attestations"],
+                    &query,
+                )
+                .await?;
+            success(
+                mode,
+                &AttestationHistory {
+                    attestations,
+                    device_id,
+                },
+            )
+        }
     }
 }
 
@@ -323,4 +473,76 @@ async fn transfer(
         }
     };
     success(mode, &transfer)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sevenfold_core::api::AttestationInfo;
+
+    use super::AttestationHistory;
+    use crate::output::Render;
+
+    fn attestation(at: &str, reasons: &[&str]) -> AttestationInfo {
+        let passed = reasons.is_empty();
+        AttestationInfo {
+            at: at.into(),
+            verdict: if passed { "pass" } else { "fail" }.into(),
+            reasons: reasons.iter().map(|r| (*r).to_owned()).collect(),
+            measurements: serde_json::json!([{
+                "kind": "runtime",
+                "component_id": "runtime",
+                "name": "sevenfold",
+                "version": "1.2.0",
+                "digest": "ab".repeat(32),
+            }]),
+            certificate_serial: passed.then(|| "0102".to_owned()),
+            certificate_not_after: passed.then(|| "2025-02-01T00:00:00Z".to_owned()),
+            source: "10.0.0.5".into(),
+        }
+    }
+
+    #[test]
+    fn the_latest_verdict_comes_first_with_its_reasons_then_the_history() {
+        let history = AttestationHistory {
+            device_id: "d1".into(),
+            attestations: vec![
+                attestation(
+                    "2025-01-31T00:00:00Z",
+                    &["runtime is revoked", "app too old"],
+                ),
+                attestation("2025-01-30T00:00:00Z", &[]),
+            ],
+        };
+        let text = history.human();
+        assert!(
+            text.starts_with("Device d1: latest attestation FAIL at 2025-01-31T00:00:00Z\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    - runtime is revoked\n    - app too old\n"),
+            "{text}"
+        );
+        assert!(text.contains("certificate: none issued"), "{text}");
+        assert!(text.contains(&"ab".repeat(32)), "{text}");
+        let history_at = text.find("History").unwrap();
+        assert!(
+            text[history_at..].contains("FAIL     runtime is revoked; app too old"),
+            "{text}"
+        );
+        assert!(text[history_at..].contains("PASS     -"), "{text}");
+
+        // JSON: the wire array, newest first.
+        let json = serde_json::to_value(&history).unwrap();
+        assert_eq!(json[0]["verdict"], "fail");
+        assert_eq!(json[1]["certificate_serial"], "0102");
+
+        let none = AttestationHistory {
+            device_id: "d2".into(),
+            attestations: Vec::new(),
+        };
+        assert!(none.human().contains("has not attested yet"));
+        assert_eq!(serde_json::to_string(&none).unwrap(), "[]");
+    }
 }

@@ -4,6 +4,7 @@
 //! manufacturer init/endorse) are synchronous; the server and the operator
 //! commands are `async` and run on the runtime `main` builds.
 
+mod agent;
 mod audit;
 mod completions;
 mod device;
@@ -16,9 +17,11 @@ mod package;
 mod product;
 mod quickstart;
 mod role;
+mod runtime;
 mod server;
 mod signing_key;
 mod tenant;
+mod tenant_ca;
 
 use std::process::ExitCode;
 
@@ -47,5 +50,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Device(args) => device::run(mode, args).await,
         Command::SigningKey(args) => signing_key::run(mode, args).await,
         Command::Audit(args) => audit::run(mode, args).await,
+        Command::Runtime(args) => runtime::run(mode, args).await,
+        Command::Agent(command) => agent::run(mode, command).await,
     }
 }

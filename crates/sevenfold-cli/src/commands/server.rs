@@ -20,6 +20,7 @@ use crate::cli::{OutputMode, ServerArgs};
 struct ReadyEvent<'a> {
     event: &'static str,
     operator_api: &'a str,
+    device_api: &'a str,
     ca_file: &'a Path,
     bootstrap_token: Option<&'a str>,
 }
@@ -36,11 +37,12 @@ pub(crate) async fn run(mode: OutputMode, args: &ServerArgs) -> anyhow::Result<E
         .context("the Security Service could not start")?;
 
     let operator_api = format!("https://{}", server.operator_addr);
+    let device_api = format!("https://{}", server.device_addr);
     let ca_file = absolute(&data_dir.join("tls").join("ca.pem"));
     let announcement = match mode {
         OutputMode::Text => {
             let mut text = format!(
-                "sevenfold server ready: operator API {operator_api} (service CA {})\n",
+                "sevenfold server ready: operator API {operator_api}, device API {device_api} (service CA {})\n",
                 ca_file.display()
             );
             if let Some(token) = &server.bootstrap_token {
@@ -52,6 +54,7 @@ pub(crate) async fn run(mode: OutputMode, args: &ServerArgs) -> anyhow::Result<E
             let event = ReadyEvent {
                 event: "ready",
                 operator_api: &operator_api,
+                device_api: &device_api,
                 ca_file: &ca_file,
                 bootstrap_token: server.bootstrap_token.as_deref(),
             };

@@ -1,4 +1,4 @@
-//! `sevenfold tenant create|list|show`.
+//! `sevenfold tenant create|list|show` (and `tenant ca …`, in [`super::tenant_ca`]).
 
 use std::process::ExitCode;
 
@@ -57,5 +57,6 @@ pub(crate) async fn run(mode: OutputMode, args: TenantArgs) -> anyhow::Result<Ex
             let tenant = client.resolve_tenant(value).await?;
             success(mode, &tenant)
         }
+        TenantCommand::Ca(command) => super::tenant_ca::run(mode, &client, command).await,
     }
 }

@@ -92,6 +92,7 @@ pub fn random_hex(bytes: usize) -> String {
 pub struct TestServer {
     pub child: Child,
     pub url: String,
+    pub device_url: String,
     pub ca_file: PathBuf,
     pub bootstrap_token: Option<String>,
     pub data_dir: PathBuf,
@@ -141,6 +142,7 @@ impl TestServer {
         TestServer {
             child,
             url: ready["operator_api"].as_str().unwrap().to_owned(),
+            device_url: ready["device_api"].as_str().unwrap().to_owned(),
             ca_file: PathBuf::from(ready["ca_file"].as_str().unwrap()),
             bootstrap_token: ready["bootstrap_token"].as_str().map(str::to_owned),
             data_dir: data_dir.to_path_buf(),
@@ -161,6 +163,15 @@ impl TestServer {
         }
         let _ = self.child.kill();
         false
+    }
+
+    /// A client of the device API (no token, no client certificate).
+    pub fn device_client(&self) -> Api {
+        Api::new(
+            &self.device_url,
+            &std::fs::read_to_string(&self.ca_file).unwrap(),
+            "",
+        )
     }
 
     /// A client for this server with `token`.

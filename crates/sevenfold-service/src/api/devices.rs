@@ -16,7 +16,7 @@ use super::{timestamp, AppState};
 use crate::auth::{Access, Operator};
 use crate::store::{AuditOutcome, Device, DeviceMode, NewDevice, Page, Transfer};
 
-fn device_info(d: &Device) -> DeviceInfo {
+pub(crate) fn device_info(d: &Device) -> DeviceInfo {
     DeviceInfo {
         id: d.id.clone(),
         group_id: d.group_id.clone(),
@@ -49,7 +49,7 @@ fn now_ms() -> i64 {
 }
 
 /// Checks a device ID's form: 64 lower-case hex characters.
-fn device_id(value: &str) -> Result<String, ApiError> {
+pub(crate) fn device_id(value: &str) -> Result<String, ApiError> {
     let id = value.to_ascii_lowercase();
     if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(id)

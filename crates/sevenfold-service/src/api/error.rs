@@ -27,6 +27,9 @@ pub(crate) enum ApiError {
     /// The body is larger than allowed (413).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Too many requests from this client or for this device (429).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A package or certificate failed verification (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

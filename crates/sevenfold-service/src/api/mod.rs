@@ -12,7 +12,8 @@
 mod audit;
 mod devices;
 pub(crate) mod error;
-mod extract;
+pub(crate) mod extract;
+mod identity;
 mod images;
 mod products;
 mod tenants;
@@ -44,6 +45,8 @@ pub(crate) struct AppState {
     pub(crate) blobs: BlobStore,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) metrics: PrometheusHandle,
+    /// Wraps tenant CA private keys at rest.
+    pub(crate) wrap: Arc<sevenfold_pki::KeyWrap>,
 }
 
 impl AppState {
@@ -52,12 +55,14 @@ impl AppState {
         blobs: BlobStore,
         config: Arc<ServerConfig>,
         metrics: PrometheusHandle,
+        wrap: Arc<sevenfold_pki::KeyWrap>,
     ) -> AppState {
         AppState {
             store,
             blobs,
             config,
             metrics,
+            wrap,
         }
     }
 
@@ -285,6 +290,28 @@ pub(crate) fn router(state: AppState) -> Router {
             get(images::download_image),
         )
         .route(&format!("{t}/audit"), get(audit::list_audit))
+        .route(
+            &format!("{t}/devices/{{device}}/attestations"),
+            get(identity::attestations),
+        )
+        .route(
+            &format!("{t}/devices/{{device}}/revoke"),
+            post(identity::revoke_device),
+        )
+        .route(&format!("{t}/ca"), get(identity::tenant_ca_list))
+        .route(
+            &format!("{t}/ca/proof-of-possession"),
+            post(identity::proof_of_possession),
+        )
+        .route(&format!("{t}/ca/rotate"), post(identity::rotate_ca))
+        .route(
+            "/api/v1/runtime-releases",
+            get(identity::list_releases).post(identity::add_release),
+        )
+        .route(
+            "/api/v1/runtime-releases/{digest}/revoke",
+            post(identity::revoke_release),
+        )
         .route("/api/v1/audit/verify", get(audit::verify_audit));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -87,6 +87,10 @@ pub(crate) async fn create_tenant(
         .await?;
     check_name("tenant", &body.name)?;
     let tenant = state.store.create_tenant(&body.name).await?;
+    // Every tenant has its own device CA from the start.
+    crate::tenant_ca::published(&state.store, &state.wrap, &tenant.id)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     state
         .store
         .set_role(&tenant.id, &operator.principal.user.id, Role::Administrator)

@@ -44,6 +44,7 @@
 //! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images),
 //! `audit.rs` (the hash-chained audit log).
 
+mod attestation;
 mod audit;
 mod devices;
 mod error;
@@ -60,6 +61,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlSafeStr};
 
+pub use attestation::{AttestationRecord, RuntimeRelease, TenantCaRecord};
 pub use audit::GENESIS_HASH;
 pub use error::StoreError;
 use model::clamp_limit;
@@ -75,11 +77,18 @@ pub use products::DEFAULT_GROUPS;
 /// with `include_str!`; a new `migrations/NNNN_name.sql` must be added here
 /// too (a unit test checks the two agree). Never edit an applied migration:
 /// the migrator records each one's checksum and refuses a changed file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "attestation",
+        include_str!("../../migrations/0002_attestation.sql"),
+    ),
+];
 
 /// Which database a [`Store`] is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,180 @@
+//! The agent's local error type: state directory, root of trust, packages.
+//!
+//! Network errors of the attestation client are [`crate::AttestError`]; this
+//! type is everything that goes wrong on the device itself.
+//!
+//! Each message is complete on its own (it includes its cause's text), so
+//! variants carry their cause as a plain field rather than as
+//! `Error::source`, and a front-end printing the chain does not repeat it.
+
+use std::path::PathBuf;
+
+use sevenfold_core::package::PackageError;
+use sevenfold_pki::PkiError;
+use sevenfold_rot::{DeviceId, Digest, RotError};
+
+/// Why a local agent operation failed. Every message says what to do.
+///
+/// Split by who is at fault: the operator's input (`InvalidServiceUrl`,
+/// `InvalidServiceCa`, `EndorsementKeyMismatch`, `Package`, …), the state
+/// directory (`NotInitialised`, `AlreadyInitialised`, `InsecurePermissions`,
+/// `CorruptState`), and the device itself (`Io`, `Rot`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The directory holds no initialised device.
+    #[error(
+        "{0} is not an initialised device state directory (no agent.toml); \
+         run `sevenfold agent init --state-dir {0} --service URL --service-ca CA.pem` first"
+    )]
+    NotInitialised(PathBuf),
+    /// `init` on a directory that already holds a device.
+    #[error(
+        "{0} already holds a device identity; refusing to replace it \
+         (choose another --state-dir; deleting the directory destroys this device's identity)"
+    )]
+    AlreadyInitialised(PathBuf),
+    /// `init` on an existing directory that holds other things.
+    #[error(
+        "{0} exists and holds files that are not a device's state; \
+         choose a new or empty directory for --state-dir"
+    )]
+    StateDirNotEmpty(PathBuf),
+    /// State readable or writable by group or others.
+    #[error(
+        "{path} has mode {mode:o}, which exposes the device's state to other users; \
+         run `chmod go-rwx {path}` (the agent refuses to run until it is private)"
+    )]
+    InsecurePermissions {
+        /// The exposed path.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// A state file exists but cannot be used.
+    #[error("{path} is damaged: {reason}; restore it or re-create the device state")]
+    CorruptState {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("cannot {action} {path}: {error}")]
+    Io {
+        /// What was being done (`read`, `write`, `create`, …).
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        error: std::io::Error,
+    },
+    /// The service address is not usable.
+    #[error("{url:?} is not a usable service address: {reason}; pass the device listener, e.g. https://service.example:8444")]
+    InvalidServiceUrl {
+        /// What was given.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The pinned service CA is not usable.
+    #[error(
+        "{path} is not a usable service CA: {reason}; pass the service's CA certificate \
+         (DATA_DIR/tls/ca.pem on the server)"
+    )]
+    InvalidServiceCa {
+        /// The file.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// Only the `soft` backend exists so far.
+    #[error("root-of-trust backend {0:?} is not available in this build; use `soft`")]
+    UnsupportedRot(String),
+    /// The root of trust refused or failed.
+    #[error("root of trust: {0}")]
+    Rot(#[from] RotError),
+    /// A certificate could not be read or issued.
+    #[error("{context}: {error}")]
+    Certificate {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        error: PkiError,
+    },
+    /// An endorsement certificate certifies some other key.
+    #[error(
+        "the certificate certifies key {found} (device {found_device}), not this device's \
+         root-of-trust key (device {expected}); endorse this device's device.pub.pem instead"
+    )]
+    EndorsementKeyMismatch {
+        /// This device.
+        expected: DeviceId,
+        /// Key ID of the key in the certificate.
+        found: Digest,
+        /// The device ID that key would have.
+        found_device: DeviceId,
+    },
+    /// The device has no endorsement yet.
+    #[error(
+        "the device is not endorsed ({0} is missing); have the manufacturer sign device.pub.pem \
+         (`sevenfold manufacturer endorse`) and run `sevenfold agent endorse --certificate CERT.pem`"
+    )]
+    NotEndorsed(PathBuf),
+    /// No device certificate yet.
+    #[error(
+        "the device holds no certificate ({0} is missing); run `sevenfold agent run` until it attests successfully"
+    )]
+    NoCertificate(PathBuf),
+    /// A key file is not a public key.
+    #[error("{path} is not a usable public key: {error}; pass a PEM `PUBLIC KEY` (e.g. from `sevenfold keygen`)")]
+    InvalidPublicKey {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        error: RotError,
+    },
+    /// An image package was refused.
+    #[error("{path}: {error}")]
+    Package {
+        /// The package file.
+        path: PathBuf,
+        /// Why.
+        error: PackageError,
+    },
+    /// An image package is not something this command accepts.
+    #[error("{path}: {reason}")]
+    PackageRefused {
+        /// The package file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// More components than the root of trust has counters for.
+    #[error("no root-of-trust counter is left for component {0}; the device cannot track more components")]
+    CountersExhausted(String),
+    /// TLS configuration could not be built.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+}
+
+impl AgentError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        error: std::io::Error,
+    ) -> Self {
+        AgentError::Io {
+            action,
+            path: path.into(),
+            error,
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        AgentError::CorruptState {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! `sevenfold agent …`: the device runtime.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// The device's state directory, shared by every agent command.
+#[derive(Debug, Args)]
+pub(crate) struct StateDirArg {
+    /// The device's state directory (mode 0700; holds its identity).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "SEVENFOLD_STATE_DIR",
+        default_value = "/var/lib/sevenfold"
+    )]
+    pub(crate) state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Create a device: a new identity in the root of trust, the pinned
+    /// service CA, a TLS key, and the endorsement request (`device.pub.pem`).
+    /// Prints the device ID.
+    Init(AgentInitArgs),
+    /// Record the manufacturer's endorsement certificate (refused unless it
+    /// certifies this device's root-of-trust key).
+    Endorse(AgentEndorseArgs),
+    /// Trust an image signing key: packages it signed pass the boot check.
+    TrustKey(AgentTrustKeyArgs),
+    /// Verify an image package against the trusted keys and install it
+    /// (a development helper until over-the-air updates).
+    Install(AgentInstallArgs),
+    /// Run the device: measured boot, then attest and keep the device
+    /// certificate renewed until SIGINT or SIGTERM.
+    ///
+    /// Prints one line per attestation to standard output:
+    /// `attested: pass, certificate valid until <RFC 3339>` or
+    /// `attested: fail: <reasons>` (with `--output json`, one JSON object per
+    /// line with `event`, `verdict`, `reasons`, `certificate_not_after`,
+    /// `tenant_id`, `next_attempt_in_seconds`). Attempts that get no verdict
+    /// are logged to standard error (`RUST_LOG`) and retried with back-off.
+    Run(AgentRunArgs),
+    /// Show what the agent last did (`status.json`).
+    Status(AgentStatusArgs),
+    /// Ask the service who this device is, over mutual TLS with the device
+    /// certificate: proves the certificate works.
+    Whoami(AgentWhoamiArgs),
+}
+
+/// Root-of-trust backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RotArg {
+    /// File-backed, for development and boards without a TPM.
+    Soft,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentInitArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// The Security Service's device API, e.g. `https://127.0.0.1:8444`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) service: String,
+    /// The service CA to pin (`DATA_DIR/tls/ca.pem` on the server).
+    #[arg(long, value_name = "CA.pem")]
+    pub(crate) service_ca: PathBuf,
+    /// Root-of-trust backend.
+    #[arg(long, value_enum, default_value_t = RotArg::Soft)]
+    pub(crate) rot: RotArg,
+    /// Endorse the new device right away with the manufacturer CA in this
+    /// directory (`ca.pem`, `ca.key` from `sevenfold manufacturer init`).
+    #[arg(long, value_name = "MANUFACTURER_DIR")]
+    pub(crate) endorse_with: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentEndorseArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// The endorsement certificate (PEM) from `sevenfold manufacturer endorse`.
+    #[arg(long, value_name = "CERT.pem")]
+    pub(crate) certificate: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentTrustKeyArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// The public key (PEM), e.g. `signing.pub.pem` from `sevenfold keygen`.
+    #[arg(value_name = "KEY.pub.pem")]
+    pub(crate) key: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentInstallArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// The image package.
+    #[arg(value_name = "FILE.imagepackage")]
+    pub(crate) package: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentRunArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// Exit after the first attestation: 0 on pass, non-zero on fail or error.
+    #[arg(long)]
+    pub(crate) once: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentStatusArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentWhoamiArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+}

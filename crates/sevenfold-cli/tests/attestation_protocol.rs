@@ -1,0 +1,379 @@
+//! The attestation protocol against a real server, driven by a device made
+//! in the test from the same libraries the agent uses, so that each attack
+//! can be crafted precisely: replayed and expired nonces, quotes over other
+//! nonces, forged event logs, unknown images, revoked runtimes, untrusted
+//! endorsements, unclaimed and revoked devices.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod support;
+
+use serde_json::{json, Value};
+use sevenfold_core::attestation::{
+    quote_nonce, ComponentKind, EventLog, EvidenceBody, MeasurementEvent, ATTESTED_REGISTERS,
+    RUNTIME_COMPONENT_ID,
+};
+use sevenfold_core::manifest::AppManifest;
+use sevenfold_core::package::{write_package, Limits, UnverifiedPackage};
+use sevenfold_pki::ManufacturerCa;
+use sevenfold_rot::soft::SoftRoot;
+use sevenfold_rot::{Digest, KeyAlgorithm, RootOfTrust, SoftwareKey};
+use support::{Api, TestServer};
+
+const RUNTIME: &[u8] = b"the runtime build under test";
+
+/// A device built from the agent's own libraries.
+struct Device {
+    _dir: tempfile::TempDir,
+    rot: SoftRoot,
+    tls: SoftwareKey,
+    endorsement: String,
+    log: EventLog,
+}
+
+impl Device {
+    fn new(maker: &ManufacturerCa) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let rot = SoftRoot::create(&dir.path().join("rot")).unwrap();
+        let endorsement = maker
+            .endorse(rot.device_public_key(), 365)
+            .unwrap()
+            .to_pem();
+        let tls = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap().0;
+        let mut d = Device {
+            _dir: dir,
+            rot,
+            tls,
+            endorsement,
+            log: EventLog::new(),
+        };
+        d.measure(
+            ComponentKind::Runtime,
+            RUNTIME_COMPONENT_ID,
+            Digest::of(RUNTIME),
+        );
+        d
+    }
+
+    fn id(&self) -> String {
+        self.rot.device_id().to_string()
+    }
+
+    fn measure(&mut self, kind: ComponentKind, component: &str, digest: Digest) {
+        self.rot.extend(kind.register(), &digest).unwrap();
+        self.log.push(MeasurementEvent {
+            kind,
+            component_id: component.into(),
+            name: "x".into(),
+            version: "1.0.0".into(),
+            digest,
+        });
+    }
+
+    fn nonce(&self, api: &Api) -> Vec<u8> {
+        let r = api.post(
+            "/device/v1/attestation/nonce",
+            json!({"device_id": self.id()}),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        hex::decode(r.body["nonce"].as_str().unwrap()).unwrap()
+    }
+
+    /// Honest evidence over `nonce`.
+    fn evidence(&self, nonce: &[u8]) -> EvidenceBody {
+        self.evidence_quoting(nonce, nonce)
+    }
+
+    /// Evidence that claims `claimed` but quotes `quoted`.
+    fn evidence_quoting(&self, claimed: &[u8], quoted: &[u8]) -> EvidenceBody {
+        let (quote, regs) = self
+            .rot
+            .quote(
+                &quote_nonce(quoted, self.tls.public_key()),
+                &ATTESTED_REGISTERS,
+            )
+            .unwrap();
+        EvidenceBody::new(
+            &self.rot.device_id(),
+            claimed,
+            &quote,
+            &regs,
+            &self.log,
+            &self.endorsement,
+            self.tls.public_key(),
+            vec![],
+        )
+    }
+
+    fn send(&self, api: &Api, body: &EvidenceBody) -> support::Reply {
+        api.post(
+            "/device/v1/attestation/evidence",
+            serde_json::to_value(body).unwrap(),
+        )
+    }
+
+    fn attest(&self, api: &Api) -> support::Reply {
+        let nonce = self.nonce(api);
+        self.send(api, &self.evidence(&nonce))
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    server: TestServer,
+    admin: Api,
+    device_api: Api,
+    tenant: String,
+    maker: ManufacturerCa,
+    signer: SoftwareKey,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("data"), None, &[]);
+        let admin = server.client(server.bootstrap_token.as_deref().unwrap());
+        let tenant = admin.post("/api/v1/tenants", json!({"name": "acme"})).body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (maker, _) = ManufacturerCa::generate("Test Silicon", 365).unwrap();
+        assert_eq!(
+            admin
+                .post(
+                    "/api/v1/manufacturer-cas",
+                    json!({"certificate_pem": maker.certificate().to_pem()})
+                )
+                .status,
+            201
+        );
+        let r = admin.post(
+            "/api/v1/runtime-releases",
+            json!({"digest": Digest::of(RUNTIME).to_hex(), "version": "1.0.0"}),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        let signer = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap().0;
+        let r = admin.post(
+            &format!("/api/v1/tenants/{tenant}/signing-keys"),
+            json!({"name": "release", "public_key_pem": signer.public_key().to_pem()}),
+        );
+        assert_eq!(r.status, 201);
+        let device_api = server.device_client();
+        World {
+            _dir: dir,
+            server,
+            admin,
+            device_api,
+            tenant,
+            maker,
+            signer,
+        }
+    }
+
+    fn claimed_device(&self) -> Device {
+        let d = Device::new(&self.maker);
+        let r = self.admin.post(
+            &format!("/api/v1/tenants/{}/devices", self.tenant),
+            json!({"device_id": d.id(), "endorsement_pem": d.endorsement}),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        d
+    }
+
+    /// An image package of the tenant (uploaded when `upload`); returns (component, digest).
+    fn image(&self, version: &str, upload: bool) -> (String, Digest) {
+        let manifest = AppManifest::from_json(
+            format!(r#"{{"SchemaVersion":1,"Name":"blink","ComponentId":"5b9a1c52-3f0b-4a39-9d7e-6f2d1c3e8a10","Version":"{version}","SecurityVersion":1,"EntryPoint":"blink.wasm"}}"#).as_bytes(),
+        )
+        .unwrap();
+        let bytes = write_package(&manifest, b"\0asm\x01\0\0\0 app", &self.signer).unwrap();
+        if upload {
+            let r = self.admin.send_bytes(
+                "POST",
+                &format!("/api/v1/tenants/{}/images", self.tenant),
+                bytes.clone(),
+            );
+            assert_eq!(r.status, 201, "{r:?}");
+        }
+        let digest = UnverifiedPackage::parse(&bytes, &Limits::default())
+            .unwrap()
+            .package_digest();
+        (manifest.component_id().to_string(), digest)
+    }
+
+    fn history(&self, device: &Device) -> Vec<Value> {
+        let r = self.admin.get(&format!(
+            "/api/v1/tenants/{}/devices/{}/attestations",
+            self.tenant,
+            device.id()
+        ));
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body.as_array().unwrap().clone()
+    }
+
+    /// Asserts the latest verdict failed with a reason containing `needle`.
+    fn refused(&self, reply: &support::Reply, needle: &str) {
+        assert_eq!(reply.status, 422, "{reply:?}");
+        assert_eq!(reply.body["verdict"], "fail");
+        assert!(reply.body["certificate_chain_pem"].is_null());
+        let reasons = reply.body["reasons"].to_string();
+        assert!(
+            reasons.contains(needle),
+            "reasons {reasons} lack {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn genuine_device_passes_and_gets_a_24_hour_certificate() {
+    let w = World::new();
+    let mut d = w.claimed_device();
+    let (component, digest) = w.image("1.0.0", true);
+    d.measure(ComponentKind::Application, &component, digest);
+    let r = d.attest(&w.device_api);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["verdict"], "pass");
+    assert_eq!(r.body["tenant_id"], w.tenant.as_str());
+    let chain = r.body["certificate_chain_pem"].as_str().unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    let history = w.history(&d);
+    assert_eq!(history[0]["verdict"], "pass");
+    assert_eq!(history[0]["measurements"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn replayed_expired_and_foreign_nonces_are_refused() {
+    let w = World::new();
+    let d = w.claimed_device();
+    let nonce = d.nonce(&w.device_api);
+    let body = d.evidence(&nonce);
+    assert_eq!(d.send(&w.device_api, &body).status, 200);
+    // The same evidence again: the nonce is used up.
+    w.refused(&d.send(&w.device_api, &body), "already used");
+
+    // Expired: age the nonce in the database (any replica would see the same).
+    let nonce = d.nonce(&w.device_api);
+    let db = format!(
+        "sqlite://{}",
+        w.server.data_dir.join("sevenfold.db").display()
+    );
+    support::run_sql(
+        &db,
+        &format!(
+            "UPDATE attestation_nonces SET expires_at = 0 WHERE nonce = '{}'",
+            hex::encode(&nonce)
+        ),
+    );
+    w.refused(&d.send(&w.device_api, &d.evidence(&nonce)), "expired");
+
+    // A quote over another nonce than the one presented.
+    let presented = d.nonce(&w.device_api);
+    w.refused(
+        &d.send(&w.device_api, &d.evidence_quoting(&presented, &[9u8; 32])),
+        "quote does not verify",
+    );
+
+    // A nonce issued to another device.
+    let other = w.claimed_device();
+    let theirs = other.nonce(&w.device_api);
+    w.refused(
+        &d.send(&w.device_api, &d.evidence(&theirs)),
+        "another device",
+    );
+    let reasons: Vec<String> = w
+        .history(&d)
+        .iter()
+        .map(|h| h["reasons"].to_string())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("already used")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn forged_logs_unknown_images_and_revoked_runtimes_are_refused() {
+    let w = World::new();
+    let mut d = w.claimed_device();
+    // An image the tenant never uploaded (validly signed, though).
+    let (component, unknown) = w.image("9.9.9", false);
+    d.measure(ComponentKind::Application, &component, unknown);
+    w.refused(&d.attest(&w.device_api), "unknown image hash");
+
+    // An event log that hides what was measured: it names an uploaded image instead.
+    let (_, known) = w.image("1.0.0", true);
+    let mut forged = d.evidence(&d.nonce(&w.device_api));
+    forged.event_log[1].digest = known.to_hex();
+    w.refused(&d.send(&w.device_api, &forged), "does not replay");
+
+    // A revoked runtime release.
+    let fresh = w.claimed_device();
+    assert_eq!(fresh.attest(&w.device_api).status, 200);
+    let r = w.admin.post(
+        &format!(
+            "/api/v1/runtime-releases/{}/revoke",
+            Digest::of(RUNTIME).to_hex()
+        ),
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    w.refused(&fresh.attest(&w.device_api), "revoked");
+}
+
+#[test]
+fn untrusted_unclaimed_and_revoked_devices_are_refused() {
+    let w = World::new();
+    // Endorsed by a manufacturer the server does not trust.
+    let (counterfeit, _) = ManufacturerCa::generate("Counterfeit", 365).unwrap();
+    let fake = Device::new(&counterfeit);
+    w.refused(&fake.attest(&w.device_api), "endorsement refused");
+    // Genuine but unclaimed.
+    let stray = Device::new(&w.maker);
+    w.refused(&stray.attest(&w.device_api), "not claimed");
+    // Claimed, then revoked.
+    let d = w.claimed_device();
+    assert_eq!(d.attest(&w.device_api).status, 200);
+    let r = w.admin.post(
+        &format!("/api/v1/tenants/{}/devices/{}/revoke", w.tenant, d.id()),
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    w.refused(&d.attest(&w.device_api), "revoked");
+    // A device reporting a failed boot check.
+    let tampered = w.claimed_device();
+    let nonce = tampered.nonce(&w.device_api);
+    let mut body = tampered.evidence(&nonce);
+    body.boot_failures
+        .push(sevenfold_core::attestation::BootFailure {
+            component: "blink.imagepackage".into(),
+            reason: "signature does not verify".into(),
+        });
+    w.refused(&tampered.send(&w.device_api, &body), "boot check failed");
+}
+
+#[test]
+fn nonce_requests_are_rate_limited_per_device() {
+    let w = World::new();
+    let d = w.claimed_device();
+    let mut limited = 0;
+    for _ in 0..40 {
+        let r = w
+            .device_api
+            .post("/device/v1/attestation/nonce", json!({"device_id": d.id()}));
+        if r.status == 429 {
+            limited += 1;
+        } else {
+            assert_eq!(r.status, 200);
+        }
+    }
+    assert!(limited >= 15, "only {limited} of 40 requests were limited");
+    // Malformed requests are refused cheaply with a reason.
+    let r = w
+        .device_api
+        .post("/device/v1/attestation/nonce", json!({"device_id": "nope"}));
+    assert_eq!(r.status, 400);
+    let r = w
+        .device_api
+        .post("/device/v1/attestation/evidence", json!({"device_id": 1}));
+    assert_eq!(r.status, 400);
+}

@@ -1,0 +1,293 @@
+//! The attestation verifier: decides whether a device is genuine and runs
+//! known software, and only then lets a certificate be issued.
+//!
+//! Checks, failing closed, in order: the evidence parses; the endorsement
+//! chains to a trusted manufacturer CA and certifies the device ID claimed;
+//! the device is claimed and not revoked; the nonce was issued to this
+//! device, is unused and unexpired (consuming it); the quote is signed by the
+//! endorsed key over that nonce (bound to the TLS key to certify) and the
+//! event log replays to the quoted registers; the device reported no boot
+//! check failure; the runtime is a known, unrevoked release; every
+//! application measured is an image of the device's tenant.
+//!
+//! Lifecycle as types: [`VerifiedAttestation`] can only be made by
+//! [`verify`], and [`issue_certificate`] takes one, so no code path issues a
+//! certificate from unchecked evidence.
+
+use serde_json::json;
+use sevenfold_core::attestation::{ComponentKind, Evidence, EvidenceBody, MeasuredComponents};
+use sevenfold_pki::CaCertificate;
+use sevenfold_rot::PublicKey;
+
+use crate::store::{now_millis, AttestationRecord, Store, StoreError};
+use crate::tenant_ca;
+
+/// Lifetime of a device certificate.
+pub(crate) const DEVICE_CERT_SECONDS: u32 = 24 * 60 * 60;
+
+/// Evidence that passed every check.
+pub(crate) struct VerifiedAttestation {
+    device_id: String,
+    tenant_id: String,
+    tls_key: PublicKey,
+    measured: MeasuredComponents,
+}
+
+/// A refusal: what the device and the operator are told.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) tenant_id: Option<String>,
+    pub(crate) reasons: Vec<String>,
+    pub(crate) measured: Option<MeasuredComponents>,
+}
+
+impl Refusal {
+    fn new(tenant_id: Option<&str>, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            tenant_id: tenant_id.map(str::to_owned),
+            reasons: vec![reason.into()],
+            measured: None,
+        }
+    }
+}
+
+/// Runs every check on `body`. `Err(Ok(refusal))` is a verdict of fail;
+/// `Err(Err(e))` is a failure of the service itself.
+pub(crate) async fn verify(
+    store: &Store,
+    body: &EvidenceBody,
+) -> Result<VerifiedAttestation, Result<Refusal, StoreError>> {
+    let evidence = Evidence::parse(body)
+        .map_err(|e| Ok(Refusal::new(None, format!("malformed evidence: {e}"))))?;
+    let device_id = evidence.device_id.to_string();
+
+    // Endorsement: a genuine device of a trusted manufacturer.
+    let manufacturers: Vec<CaCertificate> = store
+        .list_manufacturer_cas()
+        .await
+        .map_err(Err)?
+        .iter()
+        .filter_map(|c| CaCertificate::from_der(&c.cert_der).ok())
+        .collect();
+    let endorsement = sevenfold_pki::verify_endorsement(
+        evidence.endorsement_pem.as_bytes(),
+        &manufacturers,
+        now_millis() / 1000,
+    )
+    .map_err(|e| Ok(Refusal::new(None, format!("endorsement refused: {e}"))))?;
+    if endorsement.device_id() != evidence.device_id {
+        return Err(Ok(Refusal::new(
+            None,
+            format!(
+                "the endorsement is for device {}, not {device_id}",
+                endorsement.device_id()
+            ),
+        )));
+    }
+
+    // Claimed and not revoked.
+    let Some(device) = store.device_by_id(&device_id).await.map_err(Err)? else {
+        return Err(Ok(Refusal::new(
+            None,
+            format!("device {device_id} is not claimed by any tenant"),
+        )));
+    };
+    let tenant = device.tenant_id.clone();
+    if device.revoked_at.is_some() {
+        return Err(Ok(Refusal::new(Some(&tenant), "the device is revoked")));
+    }
+    if device.public_key_der != endorsement.public_key().spki_der() {
+        return Err(Ok(Refusal::new(
+            Some(&tenant),
+            "the endorsement's key is not the key the device was claimed with",
+        )));
+    }
+
+    // The nonce: ours, for this device, fresh, and now used up.
+    let nonce_hex = hex::encode(&evidence.nonce);
+    match store.consume_nonce(&nonce_hex).await.map_err(Err)? {
+        None => {
+            return Err(Ok(Refusal::new(
+                Some(&tenant),
+                "the nonce is unknown or was already used (replay)",
+            )))
+        }
+        Some((for_device, _)) if for_device != device_id => {
+            return Err(Ok(Refusal::new(
+                Some(&tenant),
+                "the nonce was issued to another device",
+            )))
+        }
+        Some((_, expires_at)) if expires_at < now_millis() => {
+            return Err(Ok(Refusal::new(
+                Some(&tenant),
+                "the nonce has expired; ask for a new one",
+            )))
+        }
+        Some(_) => {}
+    }
+
+    // Quote and event log.
+    let measured = evidence
+        .check(endorsement.public_key(), &evidence.nonce)
+        .map_err(|e| Ok(Refusal::new(Some(&tenant), e.to_string())))?;
+
+    // Reference values.
+    let mut reasons = Vec::new();
+    for failure in &evidence.boot_failures {
+        reasons.push(format!(
+            "boot check failed for {}: {}",
+            failure.component, failure.reason
+        ));
+    }
+    let runtimes: Vec<_> = measured
+        .events()
+        .iter()
+        .filter(|e| e.kind == ComponentKind::Runtime)
+        .collect();
+    match runtimes.as_slice() {
+        [runtime] => match store
+            .runtime_release(&runtime.digest.to_hex())
+            .await
+            .map_err(Err)?
+        {
+            None => reasons.push(format!(
+                "runtime build {} (version {}) is not a known release",
+                runtime.digest, runtime.version
+            )),
+            Some(release) if release.revoked_at.is_some() => reasons.push(format!(
+                "runtime release {} ({}) is revoked; the device must update",
+                release.version, release.digest
+            )),
+            Some(_) => {}
+        },
+        [] => reasons.push("the event log has no runtime measurement".to_owned()),
+        _ => reasons.push("the event log measures more than one runtime".to_owned()),
+    }
+    for event in measured
+        .events()
+        .iter()
+        .filter(|e| e.kind == ComponentKind::Application)
+    {
+        match store.image(&tenant, &event.digest.to_hex()).await {
+            Ok(image) if image.component_id == event.component_id => {}
+            Ok(image) => reasons.push(format!(
+                "image {} belongs to component {}, but the device ran it as {}",
+                event.digest, image.component_id, event.component_id
+            )),
+            Err(StoreError::NotFound { .. }) => reasons.push(format!(
+                "unknown image hash {} for component {} ({} {}): not an image of this tenant",
+                event.digest, event.component_id, event.name, event.version
+            )),
+            Err(e) => return Err(Err(e)),
+        }
+    }
+    if !reasons.is_empty() {
+        return Err(Ok(Refusal {
+            tenant_id: Some(tenant),
+            reasons,
+            measured: Some(measured),
+        }));
+    }
+    Ok(VerifiedAttestation {
+        device_id,
+        tenant_id: tenant,
+        tls_key: evidence.tls_key,
+        measured,
+    })
+}
+
+/// A certificate issued for a verified attestation.
+pub(crate) struct Issued {
+    pub(crate) tenant_id: String,
+    pub(crate) chain_pem: String,
+    pub(crate) not_after_ms: i64,
+}
+
+/// Issues the 24-hour device certificate and records the pass.
+pub(crate) async fn issue_certificate(
+    store: &Store,
+    wrap: &sevenfold_pki::KeyWrap,
+    verified: VerifiedAttestation,
+    source: &str,
+) -> Result<Issued, tenant_ca::TenantCaError> {
+    let ca = tenant_ca::issuing(store, wrap, &verified.tenant_id).await?;
+    let device_id = sevenfold_rot::DeviceId::from_hex(&verified.device_id)
+        .ok_or_else(|| StoreError::Invalid(format!("bad device id {}", verified.device_id)))?;
+    let cert = ca.issue_device_certificate(
+        &device_id,
+        &verified.tenant_id,
+        &verified.tls_key,
+        now_millis() / 1000,
+        DEVICE_CERT_SECONDS,
+    )?;
+    let chain_pem = format!("{}{}", cert.to_pem(), ca.certificate().to_pem());
+    let not_after_ms = cert.not_after().saturating_mul(1000);
+    store
+        .record_attestation(&AttestationRecord {
+            id: String::new(),
+            device_id: verified.device_id.clone(),
+            tenant_id: Some(verified.tenant_id.clone()),
+            at: now_millis(),
+            passed: true,
+            reasons: "[]".to_owned(),
+            measurements: measurements_json(&verified.measured),
+            certificate_serial: Some(cert.serial_hex().to_owned()),
+            certificate_not_after: Some(not_after_ms),
+            source: source.to_owned(),
+        })
+        .await?;
+    store
+        .mark_device_seen(&verified.tenant_id, &verified.device_id, now_millis())
+        .await?;
+    Ok(Issued {
+        tenant_id: verified.tenant_id,
+        chain_pem,
+        not_after_ms,
+    })
+}
+
+/// Records a fail verdict.
+pub(crate) async fn record_refusal(
+    store: &Store,
+    device_id: &str,
+    refusal: &Refusal,
+    source: &str,
+) -> Result<(), StoreError> {
+    store
+        .record_attestation(&AttestationRecord {
+            id: String::new(),
+            device_id: device_id.to_owned(),
+            tenant_id: refusal.tenant_id.clone(),
+            at: now_millis(),
+            passed: false,
+            reasons: serde_json::to_string(&refusal.reasons).unwrap_or_else(|_| "[]".to_owned()),
+            measurements: refusal
+                .measured
+                .as_ref()
+                .map(measurements_json)
+                .unwrap_or_else(|| "[]".to_owned()),
+            certificate_serial: None,
+            certificate_not_after: None,
+            source: source.to_owned(),
+        })
+        .await?;
+    Ok(())
+}
+
+fn measurements_json(measured: &MeasuredComponents) -> String {
+    let events: Vec<_> = measured
+        .events()
+        .iter()
+        .map(|e| {
+            json!({
+                "kind": e.kind,
+                "component_id": e.component_id,
+                "name": e.name,
+                "version": e.version,
+                "digest": e.digest.to_hex(),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(events).to_string()
+}

@@ -1,0 +1,250 @@
+//! The device API (`/device/v1`), on its own listener.
+//!
+//! Two calls are open to any device over server-authenticated TLS, because
+//! a device without a certificate must be able to earn one: asking for a
+//! nonce and sending evidence. Their cost is bounded: nonces are
+//! rate-limited per client address and per device ID (counters in the
+//! database, so the limits hold across replicas), bodies are small, and the
+//! listener caps connections and handshake time. Every other call needs the
+//! device's certificate (mutual TLS), checked against its tenant's CAs on
+//! every request, and a device that is not revoked.
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rustls_pki_types::CertificateDer;
+use sevenfold_core::attestation::{
+    AttestationResponse, EvidenceBody, NonceRequest, NonceResponse, SERVICE_NONCE_LEN,
+};
+
+use crate::api::error::ApiError;
+use crate::api::extract::JsonBody;
+use crate::api::{timestamp, AppState, ClientAddr};
+use crate::attestation::{self, Refusal};
+use crate::store::now_millis;
+use crate::tenant_ca;
+
+/// How long a nonce stays valid.
+const NONCE_TTL_MS: i64 = 60_000;
+/// Rate-limit window.
+const WINDOW_MS: i64 = 60_000;
+/// Nonces per client address per window.
+pub(crate) const NONCES_PER_SOURCE: i64 = 300;
+/// Nonces per device ID per window.
+pub(crate) const NONCES_PER_DEVICE: i64 = 20;
+/// Largest request body on the device API (evidence with a full event log).
+const MAX_DEVICE_BODY: usize = 256 * 1024;
+
+/// The client certificate chain of a mutual-TLS connection, attached to
+/// each request by the accept loop.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerCertificates(pub(crate) Vec<CertificateDer<'static>>);
+
+/// Routes of the device listener.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/device/v1/attestation/nonce", post(nonce))
+        .route("/device/v1/attestation/evidence", post(evidence))
+        .route("/device/v1/whoami", get(whoami))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::NotFound("no such device API endpoint".into()) })
+        .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .with_state(state)
+}
+
+fn source_of(parts_addr: Option<&ClientAddr>) -> String {
+    parts_addr
+        .map(|a| a.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Counts a hit; refuses with 429 past `limit` in the current window.
+async fn limit(state: &AppState, bucket: String, limit: i64) -> Result<(), ApiError> {
+    let now = now_millis();
+    let window = now - now.rem_euclid(WINDOW_MS);
+    let hits = state.store.hit_rate_limit(&bucket, window).await?;
+    if hits > limit {
+        metrics::counter!("sevenfold_device_rate_limited_total").increment(1);
+        return Err(ApiError::TooManyRequests(format!(
+            "too many attestation requests ({bucket}); retry after the current minute"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /device/v1/attestation/nonce`.
+async fn nonce(
+    State(state): State<AppState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    JsonBody(body): JsonBody<NonceRequest>,
+) -> Result<Json<NonceResponse>, ApiError> {
+    let source = source_of(addr.as_deref());
+    let device = sevenfold_rot::DeviceId::from_hex(&body.device_id)
+        .ok_or_else(|| ApiError::BadRequest("device_id must be 64 hex characters".into()))?;
+    limit(&state, format!("nonce-source:{source}"), NONCES_PER_SOURCE).await?;
+    limit(&state, format!("nonce-device:{device}"), NONCES_PER_DEVICE).await?;
+    let mut bytes = [0u8; SERVICE_NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| ApiError::Internal("random number generator failed".into()))?;
+    let nonce = hex::encode(bytes);
+    state
+        .store
+        .issue_nonce(
+            &nonce,
+            &device.to_string(),
+            &source,
+            now_millis() + NONCE_TTL_MS,
+        )
+        .await?;
+    Ok(Json(NonceResponse {
+        nonce,
+        expires_in_seconds: (NONCE_TTL_MS / 1000) as u32,
+    }))
+}
+
+/// A verdict as an HTTP response: 200 with the certificate, or 422 with reasons.
+struct Verdict(StatusCode, AttestationResponse);
+
+impl IntoResponse for Verdict {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+/// `POST /device/v1/attestation/evidence`.
+async fn evidence(
+    State(state): State<AppState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    JsonBody(body): JsonBody<EvidenceBody>,
+) -> Result<Response, ApiError> {
+    let source = source_of(addr.as_deref());
+    let outcome = attestation::verify(&state.store, &body).await;
+    let verified = match outcome {
+        Ok(v) => v,
+        Err(Err(store_error)) => return Err(store_error.into()),
+        Err(Ok(refusal)) => return refuse(&state, &body.device_id, refusal, &source).await,
+    };
+    let issued = attestation::issue_certificate(&state.store, &state.wrap, verified, &source)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    metrics::counter!("sevenfold_attestations_total", "verdict" => "pass").increment(1);
+    Ok(Verdict(
+        StatusCode::OK,
+        AttestationResponse {
+            verdict: "pass".into(),
+            reasons: vec![],
+            certificate_chain_pem: Some(issued.chain_pem),
+            not_after: Some(timestamp(issued.not_after_ms)),
+            tenant_id: Some(issued.tenant_id),
+        },
+    )
+    .into_response())
+}
+
+async fn refuse(
+    state: &AppState,
+    device_id: &str,
+    refusal: Refusal,
+    source: &str,
+) -> Result<Response, ApiError> {
+    tracing::info!(device = %device_id, reasons = ?refusal.reasons, "attestation failed");
+    metrics::counter!("sevenfold_attestations_total", "verdict" => "fail").increment(1);
+    let device_id: String = device_id.chars().take(64).collect();
+    attestation::record_refusal(&state.store, &device_id, &refusal, source).await?;
+    Ok(Verdict(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        AttestationResponse {
+            verdict: "fail".into(),
+            reasons: refusal.reasons,
+            certificate_chain_pem: None,
+            not_after: None,
+            tenant_id: None,
+        },
+    )
+    .into_response())
+}
+
+/// A device authenticated by its certificate (mutual TLS), claimed and not revoked.
+pub(crate) struct AuthenticatedDevice {
+    pub(crate) device_id: String,
+    pub(crate) tenant_id: String,
+    pub(crate) not_after: i64,
+}
+
+impl FromRequestParts<AppState> for AuthenticatedDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let chain = parts
+            .extensions
+            .get::<PeerCertificates>()
+            .filter(|c| !c.0.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "this call needs the device certificate (mutual TLS); attest first".into(),
+                )
+            })?;
+        let leaf = chain.0.first().map(|c| c.as_ref()).unwrap_or_default();
+        let tenant = tenant_hint(leaf).ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "the client certificate is not a Sevenfold device certificate".into(),
+            )
+        })?;
+        let trusted = tenant_ca::trusted(&state.store, &tenant)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let ders: Vec<&[u8]> = chain.0.iter().map(|c| c.as_ref()).collect();
+        let identity =
+            sevenfold_pki::verify_device_certificate(&ders, &trusted, now_millis() / 1000)
+                .map_err(|e| {
+                    ApiError::Unauthenticated(format!("device certificate refused: {e}"))
+                })?;
+        let device_id = identity.device_id().to_string();
+        let device = match state.store.device(identity.tenant_id(), &device_id).await {
+            Ok(d) => d,
+            Err(crate::store::StoreError::NotFound { .. }) => {
+                return Err(ApiError::Forbidden(
+                    "the device no longer belongs to this tenant".into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if device.revoked_at.is_some() {
+            return Err(ApiError::Forbidden("the device is revoked".into()));
+        }
+        Ok(AuthenticatedDevice {
+            device_id,
+            tenant_id: identity.tenant_id().to_owned(),
+            not_after: identity.not_after(),
+        })
+    }
+}
+
+/// `GET /device/v1/whoami` (mutual TLS).
+async fn whoami(device: AuthenticatedDevice) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "device_id": device.device_id,
+        "tenant_id": device.tenant_id,
+        "certificate_not_after": timestamp(device.not_after.saturating_mul(1000)),
+    }))
+}
+
+/// The tenant a device certificate claims (its `urn:sevenfold:tenant:` SAN
+/// URI), read without verification only to choose which CAs to verify it
+/// against; the verification that follows checks the same field again.
+fn tenant_hint(der: &[u8]) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|name| match name {
+        GeneralName::URI(uri) => uri.strip_prefix("urn:sevenfold:tenant:").map(str::to_owned),
+        _ => None,
+    })
+}

@@ -1,0 +1,310 @@
+//! Attestation state: tenant CAs, nonces, rate-limit counters, runtime
+//! releases and attestation verdicts. All of it lives in the database so
+//! that any replica can serve any step of an attestation.
+
+use sqlx::any::AnyRow;
+
+use super::error::{conflict_on_unique, StoreError};
+use super::{col, new_id, now_millis, Store};
+
+/// One generation of a tenant's device CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantCaRecord {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// 1 for the first CA, +1 for each successor.
+    pub generation: i64,
+    /// The CA certificate.
+    pub cert_der: Vec<u8>,
+    /// The private key, wrapped under the server's CA wrap key.
+    pub wrapped_key: Vec<u8>,
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: String,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Certificate expiry (ms).
+    pub not_after: i64,
+}
+
+/// A runtime build the service knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeRelease {
+    /// Hex SHA-256 of the runtime executable.
+    pub digest: String,
+    /// Version label.
+    pub version: String,
+    /// When it was added (ms).
+    pub added_at: i64,
+    /// Who added it.
+    pub added_by: String,
+    /// When it was revoked (ms), if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A stored attestation verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestationRecord {
+    /// Record ID.
+    pub id: String,
+    /// Device that attested (as claimed in its evidence).
+    pub device_id: String,
+    /// Its tenant, when the device is claimed.
+    pub tenant_id: Option<String>,
+    /// When (ms).
+    pub at: i64,
+    /// Whether it passed.
+    pub passed: bool,
+    /// Why it failed (JSON array of strings).
+    pub reasons: String,
+    /// What was measured (JSON).
+    pub measurements: String,
+    /// Serial of the certificate issued on a pass.
+    pub certificate_serial: Option<String>,
+    /// Its expiry (ms).
+    pub certificate_not_after: Option<i64>,
+    /// Client address.
+    pub source: String,
+}
+
+fn tenant_ca(row: &AnyRow) -> Result<TenantCaRecord, StoreError> {
+    Ok(TenantCaRecord {
+        tenant_id: col(row, "tenant_id")?,
+        generation: col(row, "generation")?,
+        cert_der: col(row, "cert_der")?,
+        wrapped_key: col(row, "wrapped_key")?,
+        fingerprint: col(row, "fingerprint")?,
+        created_at: col(row, "created_at")?,
+        not_after: col(row, "not_after")?,
+    })
+}
+
+fn release(row: &AnyRow) -> Result<RuntimeRelease, StoreError> {
+    Ok(RuntimeRelease {
+        digest: col(row, "digest")?,
+        version: col(row, "version")?,
+        added_at: col(row, "added_at")?,
+        added_by: col(row, "added_by")?,
+        revoked_at: col(row, "revoked_at")?,
+    })
+}
+
+fn attestation(row: &AnyRow) -> Result<AttestationRecord, StoreError> {
+    let verdict: String = col(row, "verdict")?;
+    Ok(AttestationRecord {
+        id: col(row, "id")?,
+        device_id: col(row, "device_id")?,
+        tenant_id: col(row, "tenant_id")?,
+        at: col(row, "at")?,
+        passed: verdict == "pass",
+        reasons: col(row, "reasons")?,
+        measurements: col(row, "measurements")?,
+        certificate_serial: col(row, "certificate_serial")?,
+        certificate_not_after: col(row, "certificate_not_after")?,
+        source: col(row, "source")?,
+    })
+}
+
+impl Store {
+    /// Stores a CA generation; [`StoreError::Conflict`] if that generation
+    /// exists (another replica created it first).
+    pub async fn add_tenant_ca(&self, ca: &TenantCaRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_cas (tenant_id, generation, cert_der, wrapped_key, fingerprint, created_at, not_after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&ca.tenant_id)
+        .bind(ca.generation)
+        .bind(&ca.cert_der)
+        .bind(&ca.wrapped_key)
+        .bind(&ca.fingerprint)
+        .bind(ca.created_at)
+        .bind(ca.not_after)
+        .execute(self.pool())
+        .await
+        .map_err(|e| conflict_on_unique(e, || format!("tenant CA generation {} exists", ca.generation)))?;
+        Ok(())
+    }
+
+    /// The tenant's CA generations, newest first.
+    pub async fn tenant_cas(&self, tenant_id: &str) -> Result<Vec<TenantCaRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, generation, cert_der, wrapped_key, fingerprint, created_at, not_after \
+             FROM tenant_cas WHERE tenant_id = $1 ORDER BY generation DESC",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(tenant_ca).collect()
+    }
+
+    /// Records a nonce issued to `device_id`.
+    pub async fn issue_nonce(
+        &self,
+        nonce: &str,
+        device_id: &str,
+        source: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO attestation_nonces (nonce, device_id, source, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(nonce)
+        .bind(device_id)
+        .bind(source)
+        .bind(expires_at)
+        .bind(now_millis())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Uses up a nonce: deletes it and returns (device ID, expiry) if it
+    /// existed. A nonce can be consumed once, by one replica.
+    pub async fn consume_nonce(&self, nonce: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM attestation_nonces WHERE nonce = $1 RETURNING device_id, expires_at",
+        )
+        .bind(nonce)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok((col(&r, "device_id")?, col(&r, "expires_at")?)))
+            .transpose()
+    }
+
+    /// Deletes nonces and rate-limit windows that ended before `now` (ms).
+    pub async fn purge_attestation_state(
+        &self,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let nonces = sqlx::query("DELETE FROM attestation_nonces WHERE expires_at < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        let windows = sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
+            .bind(now - window_ms)
+            .execute(self.pool())
+            .await?;
+        Ok(nonces.rows_affected() + windows.rows_affected())
+    }
+
+    /// Counts one hit in `bucket`'s window starting at `window_start`;
+    /// returns the hits so far in that window (including this one).
+    pub async fn hit_rate_limit(&self, bucket: &str, window_start: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
+             ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
+             RETURNING hits",
+        )
+        .bind(bucket)
+        .bind(window_start)
+        .fetch_one(self.pool())
+        .await?;
+        col(&row, "hits")
+    }
+
+    /// Adds a known runtime build; [`StoreError::Conflict`] if present.
+    pub async fn add_runtime_release(
+        &self,
+        digest: &str,
+        version: &str,
+        added_by: &str,
+    ) -> Result<RuntimeRelease, StoreError> {
+        sqlx::query("INSERT INTO runtime_releases (digest, version, added_at, added_by) VALUES ($1, $2, $3, $4)")
+            .bind(digest)
+            .bind(version)
+            .bind(now_millis())
+            .bind(added_by)
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict_on_unique(e, || format!("runtime release {digest} is already known")))?;
+        self.runtime_release(digest)
+            .await?
+            .ok_or_else(|| StoreError::not_found("runtime release", digest))
+    }
+
+    /// One runtime release.
+    pub async fn runtime_release(
+        &self,
+        digest: &str,
+    ) -> Result<Option<RuntimeRelease>, StoreError> {
+        let row = sqlx::query("SELECT digest, version, added_at, added_by, revoked_at FROM runtime_releases WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(release).transpose()
+    }
+
+    /// All runtime releases, newest first.
+    pub async fn list_runtime_releases(&self) -> Result<Vec<RuntimeRelease>, StoreError> {
+        let rows = sqlx::query("SELECT digest, version, added_at, added_by, revoked_at FROM runtime_releases ORDER BY added_at DESC, digest")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(release).collect()
+    }
+
+    /// Revokes a runtime release: devices running it fail attestation.
+    pub async fn revoke_runtime_release(&self, digest: &str) -> Result<RuntimeRelease, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runtime_releases SET revoked_at = COALESCE(revoked_at, $2) WHERE digest = $1",
+        )
+        .bind(digest)
+        .bind(now_millis())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("runtime release", digest));
+        }
+        self.runtime_release(digest)
+            .await?
+            .ok_or_else(|| StoreError::not_found("runtime release", digest))
+    }
+
+    /// Stores a verdict; returns its ID.
+    pub async fn record_attestation(
+        &self,
+        record: &AttestationRecord,
+    ) -> Result<String, StoreError> {
+        let id = if record.id.is_empty() {
+            new_id()
+        } else {
+            record.id.clone()
+        };
+        sqlx::query(
+            "INSERT INTO attestations (id, device_id, tenant_id, at, verdict, reasons, measurements, certificate_serial, certificate_not_after, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&id)
+        .bind(&record.device_id)
+        .bind(record.tenant_id.as_deref())
+        .bind(record.at)
+        .bind(if record.passed { "pass" } else { "fail" })
+        .bind(&record.reasons)
+        .bind(&record.measurements)
+        .bind(record.certificate_serial.as_deref())
+        .bind(record.certificate_not_after)
+        .bind(&record.source)
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// A tenant's device's verdicts, newest first.
+    pub async fn list_attestations(
+        &self,
+        tenant_id: &str,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AttestationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, device_id, tenant_id, at, verdict, reasons, measurements, certificate_serial, certificate_not_after, source \
+             FROM attestations WHERE tenant_id = $1 AND device_id = $2 ORDER BY at DESC, id LIMIT $3",
+        )
+        .bind(tenant_id)
+        .bind(device_id)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(attestation).collect()
+    }
+}
