@@ -35,6 +35,8 @@ const WINDOW_MS: i64 = 60_000;
 pub(crate) const NONCES_PER_SOURCE: i64 = 300;
 /// Nonces per device ID per window.
 pub(crate) const NONCES_PER_DEVICE: i64 = 20;
+/// Evidence submissions per client address per window.
+pub(crate) const EVIDENCE_PER_SOURCE: i64 = 300;
 /// Largest request body on the device API (evidence with a full event log).
 const MAX_DEVICE_BODY: usize = 256 * 1024;
 
@@ -122,6 +124,12 @@ async fn evidence(
     JsonBody(body): JsonBody<EvidenceBody>,
 ) -> Result<Response, ApiError> {
     let source = source_of(addr.as_deref());
+    limit(
+        &state,
+        format!("evidence-source:{source}"),
+        EVIDENCE_PER_SOURCE,
+    )
+    .await?;
     let outcome = attestation::verify(&state.store, &body).await;
     let verified = match outcome {
         Ok(v) => v,
@@ -153,8 +161,11 @@ async fn refuse(
 ) -> Result<Response, ApiError> {
     tracing::info!(device = %device_id, reasons = ?refusal.reasons, "attestation failed");
     metrics::counter!("sevenfold_attestations_total", "verdict" => "fail").increment(1);
-    let device_id: String = device_id.chars().take(64).collect();
-    attestation::record_refusal(&state.store, &device_id, &refusal, source).await?;
+    // Verdicts are stored for well-formed device IDs only, so garbage cannot
+    // fill the table (it is still counted and logged).
+    if sevenfold_rot::DeviceId::from_hex(device_id).is_some() {
+        attestation::record_refusal(&state.store, device_id, &refusal, source).await?;
+    }
     Ok(Verdict(
         StatusCode::UNPROCESSABLE_ENTITY,
         AttestationResponse {

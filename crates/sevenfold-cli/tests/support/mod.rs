@@ -252,6 +252,12 @@ pub struct Reply {
 
 impl Api {
     pub fn new(base: &str, ca_pem: &str, token: &str) -> Api {
+        Api::new_from(base, ca_pem, token, None)
+    }
+
+    /// A client whose connections come from `local` (e.g. 127.0.0.2), so
+    /// tests can play several hosts on loopback.
+    pub fn new_from(base: &str, ca_pem: &str, token: &str, local: Option<std::net::IpAddr>) -> Api {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
@@ -261,7 +267,8 @@ impl Api {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
+            .local_address(local)
+            .tls_backend_preconfigured(tls)
             .build()
             .unwrap();
         Api {
