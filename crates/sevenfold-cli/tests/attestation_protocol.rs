@@ -327,6 +327,14 @@ fn untrusted_unclaimed_and_revoked_devices_are_refused() {
     let (counterfeit, _) = ManufacturerCa::generate("Counterfeit", 365).unwrap();
     let fake = Device::new(&counterfeit);
     w.refused(&fake.attest(&w.device_api), "endorsement refused");
+    // A device key no manufacturer endorsed, presenting another device's endorsement.
+    let mut unendorsed = Device::new(&w.maker);
+    let genuine = w.claimed_device();
+    unendorsed.endorsement = genuine.endorsement.clone();
+    w.refused(
+        &unendorsed.attest(&w.device_api),
+        "the endorsement is for device",
+    );
     // Genuine but unclaimed.
     let stray = Device::new(&w.maker);
     w.refused(&stray.attest(&w.device_api), "not claimed");

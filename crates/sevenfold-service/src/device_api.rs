@@ -37,6 +37,8 @@ pub(crate) const NONCES_PER_SOURCE: i64 = 300;
 pub(crate) const NONCES_PER_DEVICE: i64 = 20;
 /// Evidence submissions per client address per window.
 pub(crate) const EVIDENCE_PER_SOURCE: i64 = 300;
+/// Longest a device API request may take, body included.
+const REQUEST_TIMEOUT_SECS: u64 = 30;
 /// Largest request body on the device API (evidence with a full event log).
 const MAX_DEVICE_BODY: usize = 256 * 1024;
 
@@ -54,6 +56,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::NotFound("no such device API endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
+        // A slow or stalled client cannot hold a request open.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(REQUEST_TIMEOUT_SECS),
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }
