@@ -617,6 +617,27 @@ fn tenants_are_isolated_on_every_endpoint() {
             None,
         ),
         ("GET", format!("/api/v1/tenants/{b}/audit"), None),
+        (
+            "GET",
+            format!("/api/v1/tenants/{b}/devices/{db_id}/attestations"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/v1/tenants/{b}/devices/{db_id}/revoke"),
+            Some(json!({})),
+        ),
+        ("GET", format!("/api/v1/tenants/{b}/ca"), None),
+        (
+            "POST",
+            format!("/api/v1/tenants/{b}/ca/proof-of-possession"),
+            Some(json!({"verification_code": "abc"})),
+        ),
+        (
+            "POST",
+            format!("/api/v1/tenants/{b}/ca/rotate"),
+            Some(json!({})),
+        ),
     ];
     for (method, path, body) in &calls {
         let r = alice.send(method, path, body.clone());
@@ -693,6 +714,16 @@ fn tenants_are_isolated_on_every_endpoint() {
             format!("/api/v1/tenants/{a}/signing-keys/{kb_id}/revoke"),
             Some(json!({})),
         ),
+        (
+            "GET",
+            format!("/api/v1/tenants/{a}/devices/{db_id}/attestations"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/v1/tenants/{a}/devices/{db_id}/revoke"),
+            Some(json!({})),
+        ),
         ("GET", format!("/api/v1/tenants/{a}/images/{ib_id}"), None),
         (
             "GET",
@@ -735,6 +766,15 @@ fn tenants_are_isolated_on_every_endpoint() {
             .post(
                 "/api/v1/manufacturer-cas",
                 json!({"certificate_pem": ca.certificate().to_pem()})
+            )
+            .status,
+        403
+    );
+    assert_eq!(
+        alice
+            .post(
+                "/api/v1/runtime-releases",
+                json!({"digest": "00".repeat(32), "version": "x"})
             )
             .status,
         403
