@@ -4,9 +4,14 @@
 // Test helpers outside `#[test]` functions may panic: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod support;
+
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -275,21 +280,230 @@ fn completions_for_every_shell() {
     assert_eq!(json["shell"], "fish");
 }
 
-#[test]
-fn quickstart_runs_and_reuses_its_data_directory() {
-    let f = Fixture::new();
-    let dir = f.path("qs");
-    let first = ok_json(&["quickstart", "--data-dir", s(&dir)]);
-    assert_eq!(first["quote_verified"], true);
-    assert!(first["tampered_package_refused"]
+/// A running `sevenfold --output json quickstart` child, killed if the test
+/// panics.
+struct Quickstart {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Quickstart {
+    fn spawn(data_dir: &Path, extra: &[&str]) -> Quickstart {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sevenfold"))
+            .args(["--output", "json", "quickstart", "--data-dir", s(data_dir)])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sevenfold quickstart");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Quickstart { child, lines }
+    }
+
+    /// The ready line, parsed.
+    fn ready(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(120))
+            .expect("quickstart printed no ready line within 120 s");
+        let ready: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
+        assert_eq!(ready["event"], "ready", "{line}");
+        ready
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits up to `limit` for the process to exit; returns its status.
+    fn exit_status(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "quickstart did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Device IDs of a ready line: (healthy ones, sorted; the tampered one).
+fn quickstart_devices(ready: &Value) -> (Vec<String>, String) {
+    let mut healthy: Vec<String> = ready["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap().to_owned())
+        .collect();
+    healthy.sort();
+    let failed = ready["failed_device"]["device_id"]
         .as_str()
         .unwrap()
-        .contains("signature does not verify"));
-    assert_eq!(first["apps"][0]["name"], "blink");
-    let second = ok_json(&["quickstart", "--data-dir", s(&dir)]);
-    assert_eq!(first["device_id"], second["device_id"]);
-    assert_eq!(first["signing_key_id"], second["signing_key_id"]);
-    let mode = std::fs::metadata(dir.join("device"))
+        .to_owned();
+    (healthy, failed)
+}
+
+/// Checks, through the operator API as the quickstart's admin, that its
+/// tenant has the four devices in the Field Test group, three of them last
+/// attested "pass" and the tampered one "fail" for its boot check.
+fn check_quickstart_platform(ready: &Value) {
+    let ca_pem = std::fs::read_to_string(ready["ca_file"].as_str().unwrap()).unwrap();
+    let api = support::Api::new(
+        ready["operator_api"].as_str().unwrap(),
+        &ca_pem,
+        ready["token"].as_str().unwrap(),
+    );
+    let tenant = ready["tenant_id"].as_str().unwrap();
+    let (healthy, failed) = quickstart_devices(ready);
+    assert_eq!(healthy.len(), 3, "{ready}");
+
+    let products = api.get(&format!("/api/v1/tenants/{tenant}/products"));
+    assert_eq!(products.status, 200, "{products:?}");
+    let product = products
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Sample thermostat")
+        .expect("the sample product");
+    let field_test = product["device_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "Field Test")
+        .expect("its Field Test group")["id"]
+        .clone();
+
+    let devices = api.get(&format!("/api/v1/tenants/{tenant}/devices"));
+    assert_eq!(devices.status, 200, "{devices:?}");
+    assert_eq!(devices.body["total"], 4, "{devices:?}");
+    let mut claimed: Vec<String> = devices.body["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["group_id"], field_test, "{d}");
+            d["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    claimed.sort();
+    let mut expected = healthy.clone();
+    expected.push(failed.clone());
+    expected.sort();
+    assert_eq!(claimed, expected);
+
+    let latest = |device: &str| {
+        let r = api.get(&format!(
+            "/api/v1/tenants/{tenant}/devices/{device}/attestations?limit=1"
+        ));
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body[0].clone()
+    };
+    for device in &healthy {
+        let verdict = latest(device);
+        assert_eq!(verdict["verdict"], "pass", "{device}: {verdict}");
+        assert!(verdict["certificate_not_after"].is_string(), "{verdict}");
+    }
+    let verdict = latest(&failed);
+    assert_eq!(verdict["verdict"], "fail", "{verdict}");
+    let reasons = verdict["reasons"].to_string();
+    assert!(reasons.contains("boot check failed"), "{reasons}");
+    assert!(
+        ready["failed_device"]["reasons"]
+            .to_string()
+            .contains("boot check failed"),
+        "{ready}"
+    );
+}
+
+#[test]
+fn quickstart_runs_the_platform_and_reuses_its_data_directory() {
+    let f = Fixture::new();
+    let dir = f.path("qs");
+
+    // First run: serves until SIGINT.
+    let mut first = Quickstart::spawn(&dir, &[]);
+    let ready = first.ready();
+    check_quickstart_platform(&ready);
+    let token = ready["token"].as_str().unwrap();
+    assert!(token.starts_with("sf_"), "{ready}");
+    let token_file = dir.join("admin-token");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    first.signal("INT");
+    let status = first.exit_status(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "SIGINT should stop quickstart cleanly: {status}"
+    );
+
+    // Keep the first run's device port busy, so the second run has to move
+    // its devices to another one. (A listener with SO_REUSEADDR, as the
+    // server's, can bind while connections of the first run linger.)
+    let device_api = ready["device_api"].as_str().unwrap().to_owned();
+    let device_addr: std::net::SocketAddr =
+        device_api.trim_start_matches("https://").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let blocker = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(device_addr).unwrap();
+        socket.listen(1).unwrap()
+    });
+
+    // Second run on the same directory: same devices, same token, and the
+    // devices attest again (at the new device address).
+    let mut second = Quickstart::spawn(&dir, &["--exit-when-ready"]);
+    let again = second.ready();
+    let status = second.exit_status(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "--exit-when-ready should exit 0: {status}"
+    );
+    drop(blocker);
+    assert_eq!(again["token"], ready["token"]);
+    assert_eq!(again["tenant_id"], ready["tenant_id"]);
+    assert_eq!(quickstart_devices(&again), quickstart_devices(&ready));
+    assert_ne!(again["device_api"], ready["device_api"], "{again}");
+    for device in again["devices"].as_array().unwrap() {
+        assert_eq!(device["verdict"], "pass", "{device}");
+        assert!(device["certificate_not_after"].is_string(), "{device}");
+    }
+    assert!(
+        again["failed_device"]["reasons"]
+            .to_string()
+            .contains("boot check failed"),
+        "{again}"
+    );
+    let mode = std::fs::metadata(dir.join("devices/device-1"))
         .unwrap()
         .permissions()
         .mode()

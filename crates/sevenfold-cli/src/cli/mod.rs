@@ -43,8 +43,13 @@ pub(crate) enum OutputMode {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Walk through the platform on this machine: sign a sample app, verify
-    /// it, and measure and attest it with a software root of trust.
+    /// Run the platform on this machine: a Security Service, a tenant, the
+    /// sample app signed and uploaded, three devices that boot, attest and
+    /// get certificates, and one tampered device that is refused.
+    ///
+    /// Everything lives in the data directory and is reused on the next run
+    /// (same devices, same admin token). Serves until SIGINT or SIGTERM.
+    /// With `--output json`, standard output carries one `ready` line.
     Quickstart(QuickstartArgs),
     /// Generate a signing key pair for image packages (PKCS#8 PEM, private
     /// key file mode 0600).
@@ -99,9 +104,14 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct QuickstartArgs {
-    /// Directory for keys, packages and the device state; reused if it exists.
+    /// Directory for the server's data, the admin token, keys, packages and
+    /// the devices' state; reused if it exists.
     #[arg(long, default_value = "sevenfold-quickstart")]
     pub(crate) data_dir: PathBuf,
+    /// Stop the server right after the ready line instead of serving until
+    /// SIGINT or SIGTERM (for scripts and CI).
+    #[arg(long)]
+    pub(crate) exit_when_ready: bool,
 }
 
 /// Signature algorithm of a new key.

@@ -1,8 +1,8 @@
 //! One module per command group; [`run`] dispatches.
 //!
-//! Local commands (keygen, package, image inspect, quickstart, completions,
-//! manufacturer init/endorse) are synchronous; the server and the operator
-//! commands are `async` and run on the runtime `main` builds.
+//! Local commands (keygen, package, image inspect, completions,
+//! manufacturer init/endorse) are synchronous; the server, the operator
+//! commands and quickstart are `async` and run on the runtime `main` builds.
 
 mod agent;
 mod audit;
@@ -31,7 +31,7 @@ use crate::cli::{Cli, Command, ImageCommand};
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mode = cli.output;
     match cli.command {
-        Command::Quickstart(args) => quickstart::run(mode, &args),
+        Command::Quickstart(args) => quickstart::run(mode, &args).await,
         Command::Keygen(args) => keygen::run(mode, &args),
         Command::Package(args) => package::run(mode, &args),
         Command::Image(ImageCommand::Inspect(args)) => image::inspect(mode, &args),
