@@ -310,7 +310,13 @@ mod tests {
         assert_eq!(stat.pid, 1234);
         assert_eq!(stat.comm, "tokio (runtime) w");
         assert_eq!(stat.ppid, 1);
-        assert_eq!(stat.own, CpuTicks { user: 250, system: 75 });
+        assert_eq!(
+            stat.own,
+            CpuTicks {
+                user: 250,
+                system: 75
+            }
+        );
         assert_eq!(stat.children, CpuTicks { user: 3, system: 4 });
         assert_eq!(stat.own.seconds(100), 3.25);
         assert!(parse_proc_stat("garbage").is_none());
