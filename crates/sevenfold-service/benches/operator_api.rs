@@ -11,9 +11,16 @@
 //! ```
 //!
 //! Options (after `--`): `--devices N` (100000), `--backend sqlite|postgres|both`
-//! (both), `--claims K` timed claims per claim measurement (2000),
-//! `--concurrency C` concurrent clients for claims (16), `--phase-seconds S`
-//! cap on each timed phase (120; a phase that hits it stops and says so).
+//! (both), `--claims K` timed claims per claim measurement and round (2000),
+//! `--rounds R` rounds of the three claim measurements (2),
+//! `--concurrency C` concurrent clients for claims (16), `--seed-concurrency T`
+//! seeding tasks (4 on SQLite, 10 on PostgreSQL), `--phase-seconds S` cap on
+//! each timed phase (120; a phase that hits it stops and says so; seeding
+//! gets five times as long).
+//!
+//! The whole default run takes about five and a half minutes on a 2-core
+//! machine, most of it seeding (one fsync per claim on SQLite); `--devices
+//! 20000` takes about one.
 //!
 //! PostgreSQL: a fresh database `sevenfold_bench_<random>` is created on the
 //! server named by `SEVENFOLD_TEST_POSTGRES_URL` (default
@@ -25,16 +32,20 @@
 //!
 //! 1. a real server, in-process (`server::start`), HTTPS on 127.0.0.1;
 //! 2. set-up through the API: a tenant, a trusted manufacturer CA;
-//! 3. claims: K pre-endorsed devices `POST`ed by C clients (each with its own
-//!    keep-alive connection); baselines: K `Store::claim_device` +
-//!    `Store::append_audit` (the database work the handler does), and K
-//!    `Store::claim_device` alone, both with C tasks;
+//! 3. claims, in R rounds (odd rounds in reverse order): K pre-endorsed
+//!    devices `POST`ed by C clients (each with its own keep-alive
+//!    connection); baselines: K `Store::claim_device` + `Store::append_audit`
+//!    (the database work the handler does), and K `Store::claim_device`
+//!    alone, both with C tasks; keys and endorsements are made before
+//!    anything is timed;
 //! 4. seeding the rest of the N devices through `Store::claim_device`
 //!    (untimed as an API figure; its duration is printed);
 //! 5. paging: one client walks every page (`limit` 100 and 1000, following
 //!    `next`), as `sevenfold device list --all` does; baselines: the same walk
 //!    through `Store::list_devices` + `Store::count_devices` (what the handler
-//!    queries), and through `Store::list_devices` alone.
+//!    queries), through `Store::list_devices` alone, and through a
+//!    hand-written page query that leaves out the two DER columns the API
+//!    never shows. An untimed warm-up walk comes first.
 //!
 //! The server, the client and (for PostgreSQL) the database share the
 //! machine, so on a small machine the API figures include the client's own
@@ -91,6 +102,7 @@ struct Args {
     devices: usize,
     backends: Vec<Backend>,
     claims: usize,
+    rounds: usize,
     concurrency: usize,
     seed_concurrency: Option<usize>,
     phase_limit: Duration,
@@ -101,6 +113,7 @@ fn parse_args() -> Args {
         devices: 100_000,
         backends: vec![Backend::Sqlite, Backend::Postgres],
         claims: 2000,
+        rounds: 2,
         concurrency: 16,
         seed_concurrency: None,
         phase_limit: Duration::from_secs(120),
@@ -128,6 +141,7 @@ fn parse_args() -> Args {
             "--bench" => {}
             "--devices" => args.devices = number("--devices", value("--devices")),
             "--claims" => args.claims = number("--claims", value("--claims")),
+            "--rounds" => args.rounds = number("--rounds", value("--rounds")),
             "--concurrency" => args.concurrency = number("--concurrency", value("--concurrency")),
             "--seed-concurrency" => {
                 args.seed_concurrency =
@@ -161,8 +175,8 @@ fn usage(problem: &str) -> ! {
     }
     eprintln!(
         "usage: cargo bench -p sevenfold-service --bench operator_api -- \
-         [--devices N] [--backend sqlite|postgres|both] [--claims K] [--concurrency C] \
-         [--phase-seconds S]"
+         [--devices N] [--backend sqlite|postgres|both] [--claims K] [--rounds R] [--concurrency C] \
+         [--seed-concurrency T] [--phase-seconds S]"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
@@ -180,6 +194,8 @@ struct Measured {
     errors: usize,
     error_samples: BTreeMap<String, usize>,
     hit_deadline: bool,
+    /// Rate of each round, when a figure is measured in rounds.
+    round_rates: Vec<f64>,
 }
 
 impl Measured {
@@ -193,6 +209,7 @@ impl Measured {
             errors: 0,
             error_samples: BTreeMap::new(),
             hit_deadline: false,
+            round_rates: Vec::new(),
         }
     }
 
@@ -210,6 +227,13 @@ impl Measured {
             *self.error_samples.entry(message).or_insert(0) += n;
         }
         self.hit_deadline |= other.hit_deadline;
+    }
+
+    /// Adds one round of the same measurement.
+    fn add_round(&mut self, round: Measured) {
+        self.round_rates.push(round.rate());
+        self.wall += round.wall;
+        self.merge(round);
     }
 
     fn rate(&self) -> f64 {
@@ -290,12 +314,9 @@ fn endorse_devices(ca: &ManufacturerCa, count: usize) -> Vec<EndorsedDevice> {
 struct Fixtures {
     ca_pem: String,
     ca_fingerprint: String,
-    /// Claimed through the API.
-    api_claims: Vec<EndorsedDevice>,
-    /// Claimed through the store with an audit entry each.
-    store_audit_claims: Vec<EndorsedDevice>,
-    /// Claimed through the store alone.
-    store_claims: Vec<EndorsedDevice>,
+    /// Per round: the devices claimed through the API, through the store
+    /// with an audit entry each, and through the store alone.
+    claim_sets: Vec<[Vec<EndorsedDevice>; 3]>,
 }
 
 // ---------------------------------------------------------------------------
@@ -602,6 +623,110 @@ fn store_next(devices: &[sevenfold_service::store::Device], limit: u32) -> Optio
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClaimKind {
+    Api = 0,
+    StoreWithAudit = 1,
+    Store = 2,
+}
+
+/// `POST /tenants/{t}/devices` for each device, from `c` clients.
+async fn api_claims(
+    server: &RunningServer,
+    token: &str,
+    tenant: &str,
+    devices: &[EndorsedDevice],
+    c: usize,
+    limit: Duration,
+) -> Measured {
+    let bodies = Arc::new(
+        devices
+            .iter()
+            .map(|d| ClaimDevice {
+                device_id: d.id.clone(),
+                endorsement_pem: d.endorsement_pem.clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let path = Arc::new(format!("/tenants/{tenant}/devices"));
+    let (addr, ca_pem) = (server.operator_addr, server.ca_pem.clone());
+    run_concurrent(
+        "",
+        bodies.len(),
+        c,
+        limit,
+        || Api::new(addr, &ca_pem, token),
+        move |api: Arc<Api>, i| {
+            let bodies = bodies.clone();
+            let path = path.clone();
+            async move { api.post(&path, &bodies[i]).await.map(drop) }
+        },
+    )
+    .await
+}
+
+/// `Store::claim_device` (and, if `audit`, the `Store::append_audit` the
+/// claim handler makes) for each device, from `c` tasks.
+async fn store_claims(
+    store: &Store,
+    tenant: &str,
+    fingerprint: &str,
+    devices: &[EndorsedDevice],
+    audit: bool,
+    c: usize,
+    limit: Duration,
+) -> Measured {
+    let rows = Arc::new(
+        devices
+            .iter()
+            .map(|d| NewDevice {
+                id: d.id.clone(),
+                public_key_der: d.public_key_der.clone(),
+                endorsement_der: d.endorsement_der.clone(),
+                manufacturer_fingerprint: fingerprint.to_owned(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let tenant = Arc::new(tenant.to_owned());
+    let store = store.clone();
+    run_concurrent(
+        "",
+        rows.len(),
+        c,
+        limit,
+        move || store.clone(),
+        move |store: Arc<Store>, i| {
+            let rows = rows.clone();
+            let t = tenant.clone();
+            async move {
+                let device = store
+                    .claim_device(&t, rows[i].clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !audit {
+                    return Ok(());
+                }
+                store
+                    .append_audit(NewAuditEntry {
+                        actor: "admin".to_owned(),
+                        tenant_id: Some(t.to_string()),
+                        action: "device.claim".to_owned(),
+                        target: device.id.clone(),
+                        outcome: AuditOutcome::Ok,
+                        source: "127.0.0.1".to_owned(),
+                        details:
+                            serde_json::json!({"manufacturer": device.manufacturer_fingerprint})
+                                .to_string(),
+                    })
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await
+}
+
 // ---------------------------------------------------------------------------
 // One back-end
 
@@ -663,116 +788,45 @@ async fn run_backend(backend: Backend, db: &BenchDb, args: &Args, fx: &Fixtures)
         .expect("trust manufacturer CA");
     let t = tenant.id.clone();
 
-    // Claims through the API.
-    let claims_path = format!("/tenants/{t}/devices");
-    let api_claims = Arc::new(
-        fx.api_claims
-            .iter()
-            .map(|d| ClaimDevice {
-                device_id: d.id.clone(),
-                endorsement_pem: d.endorsement_pem.clone(),
-            })
-            .collect::<Vec<_>>(),
-    );
-    let (addr, ca_pem) = (server.operator_addr, server.ca_pem.clone());
-    let c = args.concurrency;
-    let api_claim = {
-        let bodies = api_claims.clone();
-        let path = claims_path.clone();
-        run_concurrent(
-            &format!("claim: API POST …/devices (C={c})"),
-            bodies.len(),
-            c,
-            phase,
-            || Api::new(addr, &ca_pem, &token),
-            move |api: Arc<Api>, i| {
-                let bodies = bodies.clone();
-                let path = path.clone();
-                async move { api.post(&path, &bodies[i]).await.map(drop) }
-            },
-        )
-        .await
-    };
-
-    // Baselines: the handler's database work, then the insert alone.
+    // Claims: each round measures the API, then the handler's database work
+    // through the store, then the insert alone; odd rounds run in the
+    // opposite order, so neither side always goes first.
     let store = Store::connect(&db.url, STORE_POOL)
         .await
         .expect("store connects");
-    let new_device = |d: &EndorsedDevice| NewDevice {
-        id: d.id.clone(),
-        public_key_der: d.public_key_der.clone(),
-        endorsement_der: d.endorsement_der.clone(),
-        manufacturer_fingerprint: fx.ca_fingerprint.clone(),
-    };
-    let audit_rows = Arc::new(
-        fx.store_audit_claims
-            .iter()
-            .map(new_device)
-            .collect::<Vec<_>>(),
-    );
-    let store_audit_claim = {
-        let rows = audit_rows.clone();
-        let t = t.clone();
-        let store = store.clone();
-        run_concurrent(
-            &format!("claim: store claim_device + append_audit (C={c})"),
-            rows.len(),
-            c,
-            phase,
-            move || store.clone(),
-            move |store: Arc<Store>, i| {
-                let rows = rows.clone();
-                let t = t.clone();
-                async move {
-                    let device = store
-                        .claim_device(&t, rows[i].clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    store
-                        .append_audit(NewAuditEntry {
-                            actor: "admin".to_owned(),
-                            tenant_id: Some(t.clone()),
-                            action: "device.claim".to_owned(),
-                            target: device.id.clone(),
-                            outcome: AuditOutcome::Ok,
-                            source: "127.0.0.1".to_owned(),
-                            details:
-                                serde_json::json!({"manufacturer": device.manufacturer_fingerprint})
-                                    .to_string(),
-                        })
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
+    let c = args.concurrency;
+    let mut claims = vec![
+        Measured::new(format!("claim: API POST …/devices (C={c})")),
+        Measured::new(format!("claim: store claim_device + append_audit (C={c})")),
+        Measured::new(format!("claim: store claim_device only (C={c})")),
+    ];
+    for (round, sets) in fx.claim_sets.iter().enumerate() {
+        let mut order = [ClaimKind::Api, ClaimKind::StoreWithAudit, ClaimKind::Store];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for kind in order {
+            let devices = &sets[kind as usize];
+            let m = match kind {
+                ClaimKind::Api => {
+                    api_claims(&server, &token, &t, devices, c, args.phase_limit).await
                 }
-            },
-        )
-        .await
-    };
-    let plain_rows = Arc::new(fx.store_claims.iter().map(new_device).collect::<Vec<_>>());
-    let store_claim = {
-        let rows = plain_rows.clone();
-        let t = t.clone();
-        let store = store.clone();
-        run_concurrent(
-            &format!("claim: store claim_device only (C={c})"),
-            rows.len(),
-            c,
-            phase,
-            move || store.clone(),
-            move |store: Arc<Store>, i| {
-                let rows = rows.clone();
-                let t = t.clone();
-                async move {
-                    store
-                        .claim_device(&t, rows[i].clone())
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
+                ClaimKind::StoreWithAudit | ClaimKind::Store => {
+                    store_claims(
+                        &store,
+                        &t,
+                        &fx.ca_fingerprint,
+                        devices,
+                        kind == ClaimKind::StoreWithAudit,
+                        c,
+                        args.phase_limit,
+                    )
+                    .await
                 }
-            },
-        )
-        .await
-    };
+            };
+            claims[kind as usize].add_round(m);
+        }
+    }
 
     // Seed the rest: unique ids, real endorsement blobs (cycled).
     let claimed = store.count_devices(&t, None).await.expect("count") as usize;
@@ -782,7 +836,7 @@ async fn run_backend(backend: Backend, db: &BenchDb, args: &Args, fx: &Fixtures)
         Backend::Postgres => STORE_POOL as usize,
     });
     let blobs = Arc::new(
-        fx.api_claims
+        fx.claim_sets[0][0]
             .iter()
             .map(|d| (d.public_key_der.clone(), d.endorsement_der.clone()))
             .collect::<Vec<_>>(),
@@ -997,7 +1051,7 @@ async fn run_backend(backend: Backend, db: &BenchDb, args: &Args, fx: &Fixtures)
     Report {
         backend,
         devices: total,
-        claims: vec![api_claim, store_audit_claim, store_claim],
+        claims,
         seed,
         walks,
     }
@@ -1015,14 +1069,16 @@ fn print_report(r: &Report) {
         "claims", "ok", "wall s", "claims/s", "p50 ms", "p99 ms"
     );
     for m in &r.claims {
+        let rounds: Vec<String> = m.round_rates.iter().map(|r| format!("{r:.0}")).collect();
         println!(
-            "{:<52} {:>6} {:>8.2} {:>10.0} {:>9} {:>9}{}",
+            "{:<52} {:>6} {:>8.2} {:>10.0} {:>9} {:>9}  rounds: {}{}",
             m.what,
             m.ops,
             m.wall.as_secs_f64(),
             m.rate(),
             ms(m.percentile(50.0)),
             ms(m.percentile(99.0)),
+            rounds.join(" / "),
             if m.hit_deadline {
                 "  (stopped at the phase limit)"
             } else {
@@ -1105,6 +1161,15 @@ fn print_report(r: &Report) {
     }
 }
 
+/// The 1, 5 and 15 minute load averages (Linux), to show whether something
+/// else was competing for the CPUs while the figures were taken.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 fn main() {
     let args = parse_args();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -1113,10 +1178,11 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let claims = args.claims.min(args.devices / 3).max(1);
+    let rounds = args.rounds;
+    let claims = args.claims.min(args.devices / (3 * rounds)).max(1);
     println!(
-        "operator_api: {} devices, {claims} timed claims per claim measurement, \
-         {} concurrent claim clients, {cpus} CPUs, phase limit {} s",
+        "operator_api: {} devices, {rounds} rounds of {claims} timed claims per claim \
+         measurement, {} concurrent claim clients, {cpus} CPUs, phase limit {} s",
         args.devices,
         args.concurrency,
         args.phase_limit.as_secs()
@@ -1127,22 +1193,21 @@ fn main() {
     let (ca, files) =
         ManufacturerCa::generate("Sevenfold bench manufacturer", 3650).expect("manufacturer CA");
     let ca_fingerprint = ca.certificate().fingerprint().to_owned();
-    let mut devices = endorse_devices(&ca, 3 * claims);
-    let store_claims = devices.split_off(2 * claims);
-    let store_audit_claims = devices.split_off(claims);
+    let mut devices = endorse_devices(&ca, 3 * rounds * claims).into_iter();
+    let mut take = || devices.by_ref().take(claims).collect::<Vec<_>>();
+    let claim_sets = (0..rounds).map(|_| [take(), take(), take()]).collect();
     let fixtures = Fixtures {
         ca_pem: files.cert_pem.clone(),
         ca_fingerprint,
-        api_claims: devices,
-        store_audit_claims,
-        store_claims,
+        claim_sets,
     };
     println!(
         "  {} device keys generated and endorsed in {:.1} s (untimed)",
-        3 * claims,
+        3 * rounds * claims,
         t0.elapsed().as_secs_f64()
     );
 
+    println!("  load average at start: {}", load_average());
     let started = Instant::now();
     let mut reports = Vec::new();
     for backend in args.backends.clone() {
@@ -1160,6 +1225,7 @@ fn main() {
         match result {
             Ok(report) => {
                 print_report(&report);
+                println!("  load average now: {}", load_average());
                 reports.push(report);
             }
             Err(panic) => std::panic::resume_unwind(panic),
