@@ -22,6 +22,17 @@ use sevenfold_rot::PublicKey;
 use crate::store::{now_millis, AttestationRecord, Store, StoreError};
 use crate::tenant_ca;
 
+/// The manufacturer CAs the server trusts, parsed: what endorsements are
+/// checked against, at claim time and at every attestation.
+pub(crate) async fn trusted_manufacturers(store: &Store) -> Result<Vec<CaCertificate>, StoreError> {
+    Ok(store
+        .list_manufacturer_cas()
+        .await?
+        .iter()
+        .filter_map(|c| CaCertificate::from_der(&c.cert_der).ok())
+        .collect())
+}
+
 /// Lifetime of a device certificate.
 pub(crate) const DEVICE_CERT_SECONDS: u32 = 24 * 60 * 60;
 
@@ -62,13 +73,7 @@ pub(crate) async fn verify(
     let device_id = evidence.device_id.to_string();
 
     // Endorsement: a genuine device of a trusted manufacturer.
-    let manufacturers: Vec<CaCertificate> = store
-        .list_manufacturer_cas()
-        .await
-        .map_err(Err)?
-        .iter()
-        .filter_map(|c| CaCertificate::from_der(&c.cert_der).ok())
-        .collect();
+    let manufacturers = trusted_manufacturers(store).await.map_err(Err)?;
     let endorsement = sevenfold_pki::verify_endorsement(
         evidence.endorsement_pem.as_bytes(),
         &manufacturers,

@@ -41,13 +41,6 @@ fn transfer_info(t: &Transfer) -> TransferInfo {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Checks a device ID's form: 64 lower-case hex characters.
 pub(crate) fn device_id(value: &str) -> Result<String, ApiError> {
     let id = value.to_ascii_lowercase();
@@ -183,17 +176,11 @@ pub(crate) async fn claim_device(
         )
         .await?;
     let id = device_id(&body.device_id)?;
-    let trusted: Vec<CaCertificate> = state
-        .store
-        .list_manufacturer_cas()
-        .await?
-        .iter()
-        .filter_map(|c| CaCertificate::from_der(&c.cert_der).ok())
-        .collect();
+    let trusted = crate::attestation::trusted_manufacturers(&state.store).await?;
     let endorsement = match sevenfold_pki::verify_endorsement(
         body.endorsement_pem.as_bytes(),
         &trusted,
-        now_ms() / 1000,
+        crate::store::now_millis() / 1000,
     ) {
         Ok(e) => e,
         Err(e) => {
