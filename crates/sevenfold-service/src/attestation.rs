@@ -1,14 +1,20 @@
 //! The attestation verifier: decides whether a device is genuine and runs
 //! known software, and only then lets a certificate be issued.
 //!
-//! Checks, failing closed, in order: the evidence parses; the endorsement
-//! chains to a trusted manufacturer CA and certifies the device ID claimed;
-//! the device is claimed and not revoked; the nonce was issued to this
-//! device, is unused and unexpired (consuming it); the quote is signed by the
-//! endorsed key over that nonce (bound to the TLS key to certify) and the
-//! event log replays to the quoted registers; the device reported no boot
-//! check failure; the runtime is a known, unrevoked release; every
-//! application measured is an image of the device's tenant.
+//! Checks, failing closed, in order: the evidence parses; the nonce was
+//! issued to this device, is unused and unexpired (a database read, before
+//! any public-key work, so evidence without a live nonce costs almost
+//! nothing); the endorsement chains to a trusted manufacturer CA and
+//! certifies the device ID claimed; the device is claimed and not revoked;
+//! the quote is signed by the endorsed key over that nonce (bound to the TLS
+//! key to certify) and the event log replays to the quoted registers; the
+//! device reported no boot check failure; the runtime is a known, unrevoked
+//! release; every application measured is an image of the device's tenant.
+//!
+//! The nonce is consumed in the same transaction that stores the verdict
+//! (one commit per attestation): a pass whose nonce another request used in
+//! the meantime is turned into a refusal, so each nonce yields at most one
+//! certificate even across replicas.
 //!
 //! Lifecycle as types: [`VerifiedAttestation`] can only be made by
 //! [`verify`], and [`issue_certificate`] takes one, so no code path issues a
@@ -19,7 +25,7 @@ use sevenfold_core::attestation::{ComponentKind, Evidence, EvidenceBody, Measure
 use sevenfold_pki::CaCertificate;
 use sevenfold_rot::PublicKey;
 
-use crate::store::{now_millis, AttestationRecord, Store, StoreError};
+use crate::store::{now_millis, AttestationRecord, RateLimit, Store, StoreError, VerdictWrite};
 use crate::tenant_ca;
 
 /// The manufacturer CAs the server trusts, parsed: what endorsements are
@@ -42,6 +48,7 @@ pub(crate) struct VerifiedAttestation {
     tenant_id: String,
     tls_key: PublicKey,
     measured: MeasuredComponents,
+    nonce: String,
 }
 
 /// A refusal: what the device and the operator are told.
@@ -50,6 +57,9 @@ pub(crate) struct Refusal {
     pub(crate) tenant_id: Option<String>,
     pub(crate) reasons: Vec<String>,
     pub(crate) measured: Option<MeasuredComponents>,
+    /// The evidence's nonce, once it has been found outstanding: the
+    /// refusal uses it up.
+    pub(crate) nonce: Option<String>,
 }
 
 impl Refusal {
@@ -58,7 +68,13 @@ impl Refusal {
             tenant_id: tenant_id.map(str::to_owned),
             reasons: vec![reason.into()],
             measured: None,
+            nonce: None,
         }
+    }
+
+    fn spending(mut self, nonce: &str) -> Refusal {
+        self.nonce = Some(nonce.to_owned());
+        self
     }
 }
 
@@ -71,71 +87,82 @@ pub(crate) async fn verify(
     let evidence = Evidence::parse(body)
         .map_err(|e| Ok(Refusal::new(None, format!("malformed evidence: {e}"))))?;
     let device_id = evidence.device_id.to_string();
+    let nonce = hex::encode(&evidence.nonce);
 
-    // Endorsement: a genuine device of a trusted manufacturer.
-    let manufacturers = trusted_manufacturers(store).await.map_err(Err)?;
-    let endorsement = sevenfold_pki::verify_endorsement(
-        evidence.endorsement_pem.as_bytes(),
-        &manufacturers,
-        now_millis() / 1000,
-    )
-    .map_err(|e| Ok(Refusal::new(None, format!("endorsement refused: {e}"))))?;
-    if endorsement.device_id() != evidence.device_id {
-        return Err(Ok(Refusal::new(
-            None,
-            format!(
-                "the endorsement is for device {}, not {device_id}",
-                endorsement.device_id()
-            ),
-        )));
-    }
-
-    // Claimed and not revoked.
-    let Some(device) = store.device_by_id(&device_id).await.map_err(Err)? else {
-        return Err(Ok(Refusal::new(
-            None,
-            format!("device {device_id} is not claimed by any tenant"),
-        )));
-    };
-    let tenant = device.tenant_id.clone();
-    if device.revoked_at.is_some() {
-        return Err(Ok(Refusal::new(Some(&tenant), "the device is revoked")));
-    }
-    if device.public_key_der != endorsement.public_key().spki_der() {
-        return Err(Ok(Refusal::new(
-            Some(&tenant),
-            "the endorsement's key is not the key the device was claimed with",
-        )));
-    }
-
-    // The nonce: ours, for this device, fresh, and now used up.
-    let nonce_hex = hex::encode(&evidence.nonce);
-    match store.consume_nonce(&nonce_hex).await.map_err(Err)? {
+    // The nonce first: ours, for this device, unused and unexpired. Only
+    // read here; the verdict consumes it.
+    let outstanding = store.outstanding_nonce(&nonce).await.map_err(Err)?;
+    let device = store.device_by_id(&device_id).await.map_err(Err)?;
+    let tenant = device.as_ref().map(|d| d.tenant_id.clone());
+    match outstanding {
         None => {
             return Err(Ok(Refusal::new(
-                Some(&tenant),
+                tenant.as_deref(),
                 "the nonce is unknown or was already used (replay)",
             )))
         }
         Some((for_device, _)) if for_device != device_id => {
             return Err(Ok(Refusal::new(
-                Some(&tenant),
+                tenant.as_deref(),
                 "the nonce was issued to another device",
             )))
         }
         Some((_, expires_at)) if expires_at < now_millis() => {
             return Err(Ok(Refusal::new(
-                Some(&tenant),
+                tenant.as_deref(),
                 "the nonce has expired; ask for a new one",
-            )))
+            )
+            .spending(&nonce)))
         }
         Some(_) => {}
     }
+    let refuse = |tenant: Option<&str>, reason: String| {
+        Err(Ok(Refusal::new(tenant, reason).spending(&nonce)))
+    };
+
+    // Endorsement: a genuine device of a trusted manufacturer.
+    let manufacturers = trusted_manufacturers(store).await.map_err(Err)?;
+    let endorsement = match sevenfold_pki::verify_endorsement(
+        evidence.endorsement_pem.as_bytes(),
+        &manufacturers,
+        now_millis() / 1000,
+    ) {
+        Ok(endorsement) => endorsement,
+        Err(e) => return refuse(None, format!("endorsement refused: {e}")),
+    };
+    if endorsement.device_id() != evidence.device_id {
+        return refuse(
+            None,
+            format!(
+                "the endorsement is for device {}, not {device_id}",
+                endorsement.device_id()
+            ),
+        );
+    }
+
+    // Claimed and not revoked.
+    let Some(device) = device else {
+        return refuse(
+            None,
+            format!("device {device_id} is not claimed by any tenant"),
+        );
+    };
+    let tenant = device.tenant_id.clone();
+    if device.revoked_at.is_some() {
+        return refuse(Some(&tenant), "the device is revoked".to_owned());
+    }
+    if device.public_key_der != endorsement.public_key().spki_der() {
+        return refuse(
+            Some(&tenant),
+            "the endorsement's key is not the key the device was claimed with".to_owned(),
+        );
+    }
 
     // Quote and event log.
-    let measured = evidence
-        .check(endorsement.public_key(), &evidence.nonce)
-        .map_err(|e| Ok(Refusal::new(Some(&tenant), e.to_string())))?;
+    let measured = match evidence.check(endorsement.public_key(), &evidence.nonce) {
+        Ok(measured) => measured,
+        Err(e) => return refuse(Some(&tenant), e.to_string()),
+    };
 
     // Reference values.
     let mut reasons = Vec::new();
@@ -192,6 +219,7 @@ pub(crate) async fn verify(
             tenant_id: Some(tenant),
             reasons,
             measured: Some(measured),
+            nonce: Some(nonce),
         }));
     }
     Ok(VerifiedAttestation {
@@ -199,6 +227,7 @@ pub(crate) async fn verify(
         tenant_id: tenant,
         tls_key: evidence.tls_key,
         measured,
+        nonce,
     })
 }
 
@@ -209,42 +238,71 @@ pub(crate) struct Issued {
     pub(crate) not_after_ms: i64,
 }
 
-/// Issues the 24-hour device certificate and records the pass.
+/// Why a verified attestation got no certificate.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IssueError {
+    /// The nonce was used by another request between verification and the
+    /// verdict (a racing replay): a refusal, to be recorded as such.
+    #[error("the nonce was used by another request")]
+    NonceRaced(Refusal),
+    /// The service failed.
+    #[error(transparent)]
+    Service(#[from] tenant_ca::TenantCaError),
+}
+
+/// Issues the 24-hour device certificate and records the pass, consuming
+/// the nonce, in one transaction.
 pub(crate) async fn issue_certificate(
     store: &Store,
-    wrap: &sevenfold_pki::KeyWrap,
+    tenant_cas: &tenant_ca::TenantCas,
     verified: VerifiedAttestation,
     source: &str,
-) -> Result<Issued, tenant_ca::TenantCaError> {
-    let ca = tenant_ca::issuing(store, wrap, &verified.tenant_id).await?;
+) -> Result<Issued, IssueError> {
+    let ca = tenant_cas.issuing(store, &verified.tenant_id).await?;
     let device_id = sevenfold_rot::DeviceId::from_hex(&verified.device_id)
-        .ok_or_else(|| StoreError::Invalid(format!("bad device id {}", verified.device_id)))?;
-    let cert = ca.issue_device_certificate(
-        &device_id,
-        &verified.tenant_id,
-        &verified.tls_key,
-        now_millis() / 1000,
-        DEVICE_CERT_SECONDS,
-    )?;
+        .ok_or_else(|| StoreError::Invalid(format!("bad device id {}", verified.device_id)))
+        .map_err(tenant_ca::TenantCaError::from)?;
+    let now = now_millis();
+    let cert = ca
+        .issue_device_certificate(
+            &device_id,
+            &verified.tenant_id,
+            &verified.tls_key,
+            now / 1000,
+            DEVICE_CERT_SECONDS,
+        )
+        .map_err(tenant_ca::TenantCaError::from)?;
     let chain_pem = format!("{}{}", cert.to_pem(), ca.certificate().to_pem());
     let not_after_ms = cert.not_after().saturating_mul(1000);
-    store
-        .record_attestation(&AttestationRecord {
-            id: String::new(),
-            device_id: verified.device_id.clone(),
-            tenant_id: Some(verified.tenant_id.clone()),
-            at: now_millis(),
-            passed: true,
-            reasons: "[]".to_owned(),
-            measurements: measurements_json(&verified.measured),
-            certificate_serial: Some(cert.serial_hex().to_owned()),
-            certificate_not_after: Some(not_after_ms),
-            source: source.to_owned(),
-        })
-        .await?;
-    store
-        .mark_device_seen(&verified.tenant_id, &verified.device_id, now_millis())
-        .await?;
+    let record = AttestationRecord {
+        id: String::new(),
+        device_id: verified.device_id.clone(),
+        tenant_id: Some(verified.tenant_id.clone()),
+        at: now,
+        passed: true,
+        reasons: "[]".to_owned(),
+        measurements: measurements_json(&verified.measured),
+        certificate_serial: Some(cert.serial_hex().to_owned()),
+        certificate_not_after: Some(not_after_ms),
+        source: source.to_owned(),
+    };
+    let write = VerdictWrite {
+        record: &record,
+        nonce: Some(&verified.nonce),
+        limit: None,
+    };
+    match store.record_verdict(&write).await {
+        Ok(_) => {}
+        Err(StoreError::NonceSpent) => {
+            return Err(IssueError::NonceRaced(Refusal {
+                tenant_id: Some(verified.tenant_id),
+                reasons: vec!["the nonce is unknown or was already used (replay)".to_owned()],
+                measured: Some(verified.measured),
+                nonce: None,
+            }))
+        }
+        Err(e) => return Err(tenant_ca::TenantCaError::from(e).into()),
+    }
     Ok(Issued {
         tenant_id: verified.tenant_id,
         chain_pem,
@@ -252,29 +310,36 @@ pub(crate) async fn issue_certificate(
     })
 }
 
-/// Records a fail verdict.
+/// Records a fail verdict, counted against `limit` (refusals per client
+/// address): past it nothing is stored ([`StoreError::RateLimited`]).
 pub(crate) async fn record_refusal(
     store: &Store,
     device_id: &str,
     refusal: &Refusal,
     source: &str,
+    limit: &RateLimit,
 ) -> Result<(), StoreError> {
+    let record = AttestationRecord {
+        id: String::new(),
+        device_id: device_id.to_owned(),
+        tenant_id: refusal.tenant_id.clone(),
+        at: now_millis(),
+        passed: false,
+        reasons: serde_json::to_string(&refusal.reasons).unwrap_or_else(|_| "[]".to_owned()),
+        measurements: refusal
+            .measured
+            .as_ref()
+            .map(measurements_json)
+            .unwrap_or_else(|| "[]".to_owned()),
+        certificate_serial: None,
+        certificate_not_after: None,
+        source: source.to_owned(),
+    };
     store
-        .record_attestation(&AttestationRecord {
-            id: String::new(),
-            device_id: device_id.to_owned(),
-            tenant_id: refusal.tenant_id.clone(),
-            at: now_millis(),
-            passed: false,
-            reasons: serde_json::to_string(&refusal.reasons).unwrap_or_else(|_| "[]".to_owned()),
-            measurements: refusal
-                .measured
-                .as_ref()
-                .map(measurements_json)
-                .unwrap_or_else(|| "[]".to_owned()),
-            certificate_serial: None,
-            certificate_not_after: None,
-            source: source.to_owned(),
+        .record_verdict(&VerdictWrite {
+            record: &record,
+            nonce: refusal.nonce.as_deref(),
+            limit: Some(limit),
         })
         .await?;
     Ok(())

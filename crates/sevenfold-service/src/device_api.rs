@@ -4,8 +4,11 @@
 //! a device without a certificate must be able to earn one: asking for a
 //! nonce and sending evidence. Their cost is bounded: nonces are
 //! rate-limited per client address and per device ID (counters in the
-//! database, so the limits hold across replicas), bodies are small, and the
-//! listener caps connections and handshake time. Every other call needs the
+//! database, so the limits hold across replicas); evidence is checked
+//! against an outstanding nonce before any public-key work, so the nonce
+//! limits bound the verifier's work too; stored refusals are limited per
+//! client address; bodies are small, and the listener caps connections and
+//! handshake time. Every other call needs the
 //! device's certificate (mutual TLS), checked against its tenant's CAs on
 //! every request, and a device that is not revoked.
 
@@ -23,9 +26,8 @@ use sevenfold_core::attestation::{
 use crate::api::error::ApiError;
 use crate::api::extract::JsonBody;
 use crate::api::{timestamp, AppState, ClientAddr};
-use crate::attestation::{self, Refusal};
-use crate::store::now_millis;
-use crate::tenant_ca;
+use crate::attestation::{self, IssueError, Refusal};
+use crate::store::{now_millis, NewNonce, RateLimit, StoreError};
 
 /// How long a nonce stays valid.
 const NONCE_TTL_MS: i64 = 60_000;
@@ -35,8 +37,9 @@ const WINDOW_MS: i64 = 60_000;
 pub(crate) const NONCES_PER_SOURCE: i64 = 300;
 /// Nonces per device ID per window.
 pub(crate) const NONCES_PER_DEVICE: i64 = 20;
-/// Evidence submissions per client address per window.
-pub(crate) const EVIDENCE_PER_SOURCE: i64 = 300;
+/// Refused attestations stored per client address per window (past it the
+/// device is told to slow down and nothing is stored).
+pub(crate) const REFUSALS_PER_SOURCE: i64 = 300;
 /// Longest a device API request may take, body included.
 const REQUEST_TIMEOUT_SECS: u64 = 30;
 /// Largest request body on the device API (evidence with a full event log).
@@ -71,18 +74,20 @@ fn source_of(parts_addr: Option<&ClientAddr>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Counts a hit; refuses with 429 past `limit` in the current window.
-async fn limit(state: &AppState, bucket: String, limit: i64) -> Result<(), ApiError> {
-    let now = now_millis();
-    let window = now - now.rem_euclid(WINDOW_MS);
-    let hits = state.store.hit_rate_limit(&bucket, window).await?;
-    if hits > limit {
-        metrics::counter!("sevenfold_device_rate_limited_total").increment(1);
-        return Err(ApiError::TooManyRequests(format!(
-            "too many attestation requests ({bucket}); retry after the current minute"
-        )));
+fn rate_limit(bucket: String, max: i64) -> RateLimit {
+    RateLimit {
+        bucket,
+        max,
+        window_ms: WINDOW_MS,
     }
-    Ok(())
+}
+
+/// Maps a store error, counting rate-limit refusals.
+fn limited(error: StoreError) -> ApiError {
+    if matches!(error, StoreError::RateLimited(_)) {
+        metrics::counter!("sevenfold_device_rate_limited_total").increment(1);
+    }
+    error.into()
 }
 
 /// `POST /device/v1/attestation/nonce`.
@@ -93,22 +98,29 @@ async fn nonce(
 ) -> Result<Json<NonceResponse>, ApiError> {
     let source = source_of(addr.as_deref());
     let device = sevenfold_rot::DeviceId::from_hex(&body.device_id)
-        .ok_or_else(|| ApiError::BadRequest("device_id must be 64 hex characters".into()))?;
-    limit(&state, format!("nonce-source:{source}"), NONCES_PER_SOURCE).await?;
-    limit(&state, format!("nonce-device:{device}"), NONCES_PER_DEVICE).await?;
+        .ok_or_else(|| ApiError::BadRequest("device_id must be 64 hex characters".into()))?
+        .to_string();
     let mut bytes = [0u8; SERVICE_NONCE_LEN];
     aws_lc_rs::rand::fill(&mut bytes)
         .map_err(|_| ApiError::Internal("random number generator failed".into()))?;
     let nonce = hex::encode(bytes);
+    let limits = [
+        rate_limit(format!("nonce-source:{source}"), NONCES_PER_SOURCE),
+        rate_limit(format!("nonce-device:{device}"), NONCES_PER_DEVICE),
+    ];
     state
         .store
         .issue_nonce(
-            &nonce,
-            &device.to_string(),
-            &source,
-            now_millis() + NONCE_TTL_MS,
+            &NewNonce {
+                nonce: &nonce,
+                device_id: &device,
+                source: &source,
+                expires_at: now_millis() + NONCE_TTL_MS,
+            },
+            &limits,
         )
-        .await?;
+        .await
+        .map_err(limited)?;
     Ok(Json(NonceResponse {
         nonce,
         expires_in_seconds: (NONCE_TTL_MS / 1000) as u32,
@@ -131,21 +143,21 @@ async fn evidence(
     JsonBody(body): JsonBody<EvidenceBody>,
 ) -> Result<Response, ApiError> {
     let source = source_of(addr.as_deref());
-    limit(
-        &state,
-        format!("evidence-source:{source}"),
-        EVIDENCE_PER_SOURCE,
-    )
-    .await?;
-    let outcome = attestation::verify(&state.store, &body).await;
-    let verified = match outcome {
+    let verified = match attestation::verify(&state.store, &body).await {
         Ok(v) => v,
         Err(Err(store_error)) => return Err(store_error.into()),
         Err(Ok(refusal)) => return refuse(&state, &body.device_id, refusal, &source).await,
     };
-    let issued = attestation::issue_certificate(&state.store, &state.wrap, verified, &source)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let issued =
+        match attestation::issue_certificate(&state.store, &state.tenant_cas, verified, &source)
+            .await
+        {
+            Ok(issued) => issued,
+            Err(IssueError::NonceRaced(refusal)) => {
+                return refuse(&state, &body.device_id, refusal, &source).await
+            }
+            Err(e) => return Err(ApiError::Internal(e.to_string())),
+        };
     metrics::counter!("sevenfold_attestations_total", "verdict" => "pass").increment(1);
     Ok(Verdict(
         StatusCode::OK,
@@ -171,7 +183,10 @@ async fn refuse(
     // Verdicts are stored for well-formed device IDs only, so garbage cannot
     // fill the table (it is still counted and logged).
     if sevenfold_rot::DeviceId::from_hex(device_id).is_some() {
-        attestation::record_refusal(&state.store, device_id, &refusal, source).await?;
+        let limit = rate_limit(format!("refusal-source:{source}"), REFUSALS_PER_SOURCE);
+        attestation::record_refusal(&state.store, device_id, &refusal, source, &limit)
+            .await
+            .map_err(limited)?;
     }
     Ok(Verdict(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -215,7 +230,9 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
                 "the client certificate is not a Sevenfold device certificate".into(),
             )
         })?;
-        let trusted = tenant_ca::trusted(&state.store, &tenant)
+        let trusted = state
+            .tenant_cas
+            .trusted(&state.store, &tenant)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let ders: Vec<&[u8]> = chain.0.iter().map(|c| c.as_ref()).collect();

@@ -107,7 +107,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .await
         .map_err(|e| ServerError::io(&config.data_dir.join("blobs"), e))?;
     let tls = tls::load_or_create(&config.data_dir, &config.hostnames)?;
-    let wrap = Arc::new(wrap_key(&config)?);
+    let tenant_cas = Arc::new(crate::tenant_ca::TenantCas::new(wrap_key(&config)?));
     let bootstrap_token = auth::bootstrap(&store).await?;
 
     let (listener, operator_addr) = bind(config.listen).await?;
@@ -117,7 +117,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         blobs,
         Arc::new(config),
         metrics::install(),
-        wrap,
+        tenant_cas,
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
     let operator = tokio::spawn(accept_loop(

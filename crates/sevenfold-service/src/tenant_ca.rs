@@ -5,6 +5,16 @@
 //! The newest generation issues device certificates; every generation that
 //! has not expired is published (the rotation overlap) and trusted when a
 //! device presents its certificate.
+//!
+//! [`TenantCas`] caches what is costly to rebuild on every attestation and
+//! every mutual-TLS request: the unwrapped issuing CA and the parsed CA
+//! certificates. The cache is keyed by certificate fingerprint, and a stored
+//! generation never changes, so an entry can never be stale; *which*
+//! generations exist (and which issues) is read from the database every
+//! time, so replicas agree the moment one rotates.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use sevenfold_pki::{CaCertificate, KeyWrap, TenantCa};
 
@@ -12,6 +22,10 @@ use crate::store::{now_millis, Store, StoreError, TenantCaRecord};
 
 /// Validity of a tenant CA.
 pub(crate) const TENANT_CA_DAYS: u32 = 3 * 365;
+
+/// Cached entries kept before a cache is emptied and refilled (one or two
+/// per tenant; this bounds memory, not correctness).
+const CACHE_LIMIT: usize = 4096;
 
 /// Why the tenant CA could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -22,73 +36,132 @@ pub(crate) enum TenantCaError {
     Pki(#[from] sevenfold_pki::PkiError),
 }
 
-/// The tenant's CA generations (newest first), creating the first if none exists.
-pub(crate) async fn published(
-    store: &Store,
-    wrap: &KeyWrap,
-    tenant_id: &str,
-) -> Result<Vec<TenantCaRecord>, TenantCaError> {
-    let existing = store.tenant_cas(tenant_id).await?;
-    if !existing.is_empty() {
-        return Ok(existing);
+/// The tenant CAs: the key that wraps their private keys at rest, and
+/// caches keyed by certificate fingerprint.
+pub(crate) struct TenantCas {
+    wrap: KeyWrap,
+    issuers: Mutex<HashMap<String, Arc<TenantCa>>>,
+    certificates: Mutex<HashMap<String, CaCertificate>>,
+}
+
+impl TenantCas {
+    /// Tenant CAs whose keys are wrapped under `wrap`.
+    pub(crate) fn new(wrap: KeyWrap) -> TenantCas {
+        TenantCas {
+            wrap,
+            issuers: Mutex::new(HashMap::new()),
+            certificates: Mutex::new(HashMap::new()),
+        }
     }
-    let tenant = store.tenant(tenant_id).await?;
-    let (ca, files) = TenantCa::generate(&tenant.id, &tenant.name, TENANT_CA_DAYS)?;
-    let record = record(&tenant.id, 1, &ca, &files.key_pkcs8, wrap)?;
-    match store.add_tenant_ca(&record).await {
-        // Another replica created it at the same moment: use theirs.
-        Ok(()) | Err(StoreError::Conflict(_)) => Ok(store.tenant_cas(tenant_id).await?),
-        Err(e) => Err(e.into()),
+
+    /// The tenant's CA generations (newest first), creating the first if none exists.
+    pub(crate) async fn published(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+    ) -> Result<Vec<TenantCaRecord>, TenantCaError> {
+        let existing = store.tenant_cas(tenant_id).await?;
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+        let tenant = store.tenant(tenant_id).await?;
+        let (ca, files) = TenantCa::generate(&tenant.id, &tenant.name, TENANT_CA_DAYS)?;
+        let record = record(&tenant.id, 1, &ca, &files.key_pkcs8, &self.wrap)?;
+        match store.add_tenant_ca(&record).await {
+            // Another replica created it at the same moment: use theirs.
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(store.tenant_cas(tenant_id).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The generation that issues certificates now, with its key unwrapped.
+    pub(crate) async fn issuing(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+    ) -> Result<Arc<TenantCa>, TenantCaError> {
+        let cas = self.published(store, tenant_id).await?;
+        let newest = cas
+            .first()
+            .ok_or_else(|| StoreError::not_found("tenant CA", tenant_id))?;
+        if let Some(ca) = lock(&self.issuers).get(&newest.fingerprint) {
+            return Ok(Arc::clone(ca));
+        }
+        let key = self
+            .wrap
+            .unwrap(&newest.wrapped_key, &context(tenant_id, newest.generation))?;
+        let ca = Arc::new(TenantCa::load(&newest.cert_der, &key)?);
+        insert(&self.issuers, &newest.fingerprint, Arc::clone(&ca));
+        Ok(ca)
+    }
+
+    /// Certificates of every unexpired generation, for verifying device
+    /// certificates. A stored certificate that does not parse is logged and
+    /// left out (fails closed: devices it issued are refused).
+    pub(crate) async fn trusted(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+    ) -> Result<Vec<CaCertificate>, TenantCaError> {
+        let now = now_millis();
+        let records = store.tenant_cas(tenant_id).await?;
+        let mut trusted = Vec::with_capacity(records.len());
+        for record in records.iter().filter(|r| r.not_after > now) {
+            if let Some(cert) = lock(&self.certificates).get(&record.fingerprint) {
+                trusted.push(cert.clone());
+                continue;
+            }
+            match CaCertificate::from_der(&record.cert_der) {
+                Ok(cert) => {
+                    insert(&self.certificates, &record.fingerprint, cert.clone());
+                    trusted.push(cert);
+                }
+                Err(e) => tracing::error!(
+                    tenant = tenant_id,
+                    generation = record.generation,
+                    error = %e,
+                    "stored tenant CA certificate does not parse; not trusted"
+                ),
+            }
+        }
+        Ok(trusted)
+    }
+
+    /// Adds a successor generation (rotation); the old one stays published until it expires.
+    pub(crate) async fn rotate(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+    ) -> Result<TenantCaRecord, TenantCaError> {
+        let current = self.issuing(store, tenant_id).await?;
+        let generation = store
+            .tenant_cas(tenant_id)
+            .await?
+            .first()
+            .map(|r| r.generation + 1)
+            .unwrap_or(1);
+        let tenant = store.tenant(tenant_id).await?;
+        let (next, files) = current.generate_successor(&tenant.id, &tenant.name, TENANT_CA_DAYS)?;
+        let record = record(&tenant.id, generation, &next, &files.key_pkcs8, &self.wrap)?;
+        store.add_tenant_ca(&record).await?;
+        Ok(record)
     }
 }
 
-/// The generation that issues certificates now, with its key unwrapped.
-pub(crate) async fn issuing(
-    store: &Store,
-    wrap: &KeyWrap,
-    tenant_id: &str,
-) -> Result<TenantCa, TenantCaError> {
-    let cas = published(store, wrap, tenant_id).await?;
-    let newest = cas
-        .first()
-        .ok_or_else(|| StoreError::not_found("tenant CA", tenant_id))?;
-    let key = wrap.unwrap(&newest.wrapped_key, &context(tenant_id, newest.generation))?;
-    Ok(TenantCa::load(&newest.cert_der, &key)?)
+/// Locks a cache; a poisoned lock (a panic while holding it, which the
+/// code inside cannot do) is taken over, as the map is still consistent.
+fn lock<T>(cache: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Certificates of every unexpired generation, for verifying device certificates.
-pub(crate) async fn trusted(
-    store: &Store,
-    tenant_id: &str,
-) -> Result<Vec<CaCertificate>, TenantCaError> {
-    let now = now_millis();
-    Ok(store
-        .tenant_cas(tenant_id)
-        .await?
-        .iter()
-        .filter(|r| r.not_after > now)
-        .filter_map(|r| CaCertificate::from_der(&r.cert_der).ok())
-        .collect())
-}
-
-/// Adds a successor generation (rotation); the old one stays published until it expires.
-pub(crate) async fn rotate(
-    store: &Store,
-    wrap: &KeyWrap,
-    tenant_id: &str,
-) -> Result<TenantCaRecord, TenantCaError> {
-    let current = issuing(store, wrap, tenant_id).await?;
-    let generation = store
-        .tenant_cas(tenant_id)
-        .await?
-        .first()
-        .map(|r| r.generation + 1)
-        .unwrap_or(1);
-    let tenant = store.tenant(tenant_id).await?;
-    let (next, files) = current.generate_successor(&tenant.id, &tenant.name, TENANT_CA_DAYS)?;
-    let record = record(&tenant.id, generation, &next, &files.key_pkcs8, wrap)?;
-    store.add_tenant_ca(&record).await?;
-    Ok(record)
+fn insert<V>(cache: &Mutex<HashMap<String, V>>, fingerprint: &str, value: V) {
+    let mut map = lock(cache);
+    if map.len() >= CACHE_LIMIT {
+        map.clear();
+    }
+    map.insert(fingerprint.to_owned(), value);
 }
 
 fn context(tenant_id: &str, generation: i64) -> String {

@@ -148,6 +148,13 @@ pub(crate) fn load_or_create(
         .with_single_cert(chain, key)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     device.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No session resumption on the device API: a device connects a few
+    // times a day, so tickets would rarely be used, yet each full handshake
+    // would pay to make and send them, and a resumed session would carry a
+    // client certificate checked at some earlier time. Every connection
+    // presents and proves its certificate afresh.
+    device.send_tls13_tickets = 0;
+    device.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(ServiceTls {
         ca_pem: ca.certificate().to_pem(),
         operator: Arc::new(operator),

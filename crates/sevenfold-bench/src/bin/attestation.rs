@@ -1231,9 +1231,10 @@ fn crypto_steps(n: usize, work: &Path) -> Vec<Step> {
 // ---------------------------------------------------------------------------
 // Database-only baseline
 
-/// The `Store` calls of one attestation, in the handlers' order: three
-/// rate-limit hits, a nonce issued and consumed, the manufacturer CAs, the
-/// device, the runtime release, the tenant CAs, the verdict, last-seen.
+/// The `Store` calls of one attestation, in the handlers' order: the nonce
+/// issued with its two rate-limit hits (one commit); the nonce, device,
+/// manufacturer CAs, runtime release and tenant CAs read; the verdict
+/// written with the nonce consumed and last-seen updated (one commit).
 async fn store_attestation(
     store: &sevenfold_service::store::Store,
     device_id: &str,
@@ -1241,49 +1242,54 @@ async fn store_attestation(
     runtime: &str,
     source: &str,
 ) {
+    use sevenfold_service::store::{AttestationRecord, NewNonce, RateLimit, VerdictWrite};
     let now = now_millis();
-    let window = now - now.rem_euclid(60_000);
-    store
-        .hit_rate_limit(&format!("nonce-source:{source}"), window)
-        .await
-        .unwrap();
-    store
-        .hit_rate_limit(&format!("nonce-device:{device_id}"), window)
-        .await
-        .unwrap();
+    let limit = |bucket: String| RateLimit {
+        bucket,
+        max: i64::MAX,
+        window_ms: 60_000,
+    };
     let nonce = random_hex(32);
     store
-        .issue_nonce(&nonce, device_id, source, now + 60_000)
+        .issue_nonce(
+            &NewNonce {
+                nonce: &nonce,
+                device_id,
+                source,
+                expires_at: now + 60_000,
+            },
+            &[
+                limit(format!("nonce-source:{source}")),
+                limit(format!("nonce-device:{device_id}")),
+            ],
+        )
         .await
         .unwrap();
-    store
-        .hit_rate_limit(&format!("evidence-source:{source}"), window)
-        .await
-        .unwrap();
-    store.list_manufacturer_cas().await.unwrap();
+    store.outstanding_nonce(&nonce).await.unwrap().unwrap();
     store.device_by_id(device_id).await.unwrap().unwrap();
-    store.consume_nonce(&nonce).await.unwrap().unwrap();
+    store.list_manufacturer_cas().await.unwrap();
     store.runtime_release(runtime).await.unwrap().unwrap();
     store.tenant_cas(tenant).await.unwrap();
+    let record = AttestationRecord {
+        id: String::new(),
+        device_id: device_id.to_owned(),
+        tenant_id: Some(tenant.to_owned()),
+        at: now_millis(),
+        passed: true,
+        reasons: "[]".to_owned(),
+        measurements: format!(
+            "[{{\"kind\":\"runtime\",\"component_id\":\"runtime\",\"name\":\"sevenfold\",\"version\":\"1.0.0\",\"digest\":\"{runtime}\"}}]"
+        ),
+        certificate_serial: Some(random_hex(16)),
+        certificate_not_after: Some(now + 86_400_000),
+        source: source.to_owned(),
+    };
     store
-        .record_attestation(&sevenfold_service::store::AttestationRecord {
-            id: String::new(),
-            device_id: device_id.to_owned(),
-            tenant_id: Some(tenant.to_owned()),
-            at: now_millis(),
-            passed: true,
-            reasons: "[]".to_owned(),
-            measurements: format!(
-                "[{{\"kind\":\"runtime\",\"component_id\":\"runtime\",\"name\":\"sevenfold\",\"version\":\"1.0.0\",\"digest\":\"{runtime}\"}}]"
-            ),
-            certificate_serial: Some(random_hex(16)),
-            certificate_not_after: Some(now + 86_400_000),
-            source: source.to_owned(),
+        .record_verdict(&VerdictWrite {
+            record: &record,
+            nonce: Some(&nonce),
+            limit: None,
         })
-        .await
-        .unwrap();
-    store
-        .mark_device_seen(tenant, device_id, now_millis())
         .await
         .unwrap();
 }

@@ -62,6 +62,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Invalid(m) => ApiError::BadRequest(m),
+            StoreError::RateLimited(bucket) => ApiError::TooManyRequests(format!(
+                "too many requests ({bucket}); retry after the current minute"
+            )),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -130,7 +130,9 @@ pub(crate) async fn tenant_ca_list(
     operator
         .authorize(&state, &tenant, Access::Read, "tenant.ca.download", &tenant)
         .await?;
-    let cas = tenant_ca::published(&state.store, &state.wrap, &tenant)
+    let cas = state
+        .tenant_cas
+        .published(&state.store, &tenant)
         .await
         .map_err(ca_error)?;
     let now = crate::store::now_millis();
@@ -160,7 +162,9 @@ pub(crate) async fn proof_of_possession(
             &tenant,
         )
         .await?;
-    let ca = tenant_ca::issuing(&state.store, &state.wrap, &tenant)
+    let ca = state
+        .tenant_cas
+        .issuing(&state.store, &tenant)
         .await
         .map_err(ca_error)?;
     let pem = ca
@@ -197,7 +201,9 @@ pub(crate) async fn rotate_ca(
             &tenant,
         )
         .await?;
-    let record = tenant_ca::rotate(&state.store, &state.wrap, &tenant)
+    let record = state
+        .tenant_cas
+        .rotate(&state.store, &tenant)
         .await
         .map_err(ca_error)?;
     state

@@ -45,8 +45,8 @@ pub(crate) struct AppState {
     pub(crate) blobs: BlobStore,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) metrics: PrometheusHandle,
-    /// Wraps tenant CA private keys at rest.
-    pub(crate) wrap: Arc<sevenfold_pki::KeyWrap>,
+    /// Tenant CAs: the key wrapping their private keys at rest, and caches.
+    pub(crate) tenant_cas: Arc<crate::tenant_ca::TenantCas>,
 }
 
 impl AppState {
@@ -55,14 +55,14 @@ impl AppState {
         blobs: BlobStore,
         config: Arc<ServerConfig>,
         metrics: PrometheusHandle,
-        wrap: Arc<sevenfold_pki::KeyWrap>,
+        tenant_cas: Arc<crate::tenant_ca::TenantCas>,
     ) -> AppState {
         AppState {
             store,
             blobs,
             config,
             metrics,
-            wrap,
+            tenant_cas,
         }
     }
 

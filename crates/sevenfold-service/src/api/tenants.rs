@@ -88,7 +88,9 @@ pub(crate) async fn create_tenant(
     check_name("tenant", &body.name)?;
     let tenant = state.store.create_tenant(&body.name).await?;
     // Every tenant has its own device CA from the start.
-    crate::tenant_ca::published(&state.store, &state.wrap, &tenant.id)
+    state
+        .tenant_cas
+        .published(&state.store, &tenant.id)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     state

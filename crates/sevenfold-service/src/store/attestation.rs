@@ -5,7 +5,67 @@
 use sqlx::any::AnyRow;
 
 use super::error::{conflict_on_unique, StoreError};
-use super::{col, new_id, now_millis, Store};
+use super::{col, new_id, now_millis, Backend, Store, WriteTx};
+
+/// A fixed-window rate limit: at most `max` hits in `bucket` per window of
+/// `window_ms` (windows start at multiples of `window_ms`). Counted in the
+/// database, so the limit holds across replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// What is counted, e.g. `nonce-source:10.0.0.7`.
+    pub bucket: String,
+    /// Hits allowed per window.
+    pub max: i64,
+    /// Window length (ms).
+    pub window_ms: i64,
+}
+
+/// A nonce being issued to a device.
+#[derive(Clone, Copy, Debug)]
+pub struct NewNonce<'a> {
+    /// The nonce, hex.
+    pub nonce: &'a str,
+    /// The device it is for (as the device claimed).
+    pub device_id: &'a str,
+    /// The client address that asked.
+    pub source: &'a str,
+    /// Expiry (ms).
+    pub expires_at: i64,
+}
+
+/// A verdict to store with [`Store::record_verdict`].
+#[derive(Clone, Copy, Debug)]
+pub struct VerdictWrite<'a> {
+    /// The verdict.
+    pub record: &'a AttestationRecord,
+    /// The nonce the evidence used, consumed with the verdict.
+    pub nonce: Option<&'a str>,
+    /// A limit to count against first (for refusals).
+    pub limit: Option<&'a RateLimit>,
+}
+
+/// Counts one hit against `limit` in the window containing `now`. Past the
+/// limit it rolls `tx` back (the hit included) and returns
+/// [`StoreError::RateLimited`].
+async fn count_hit(mut tx: WriteTx, limit: &RateLimit, now: i64) -> Result<WriteTx, StoreError> {
+    let window = limit.window_ms.max(1);
+    let window_start = now - now.rem_euclid(window);
+    let row = sqlx::query(
+        "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
+         ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
+         RETURNING hits",
+    )
+    .bind(&limit.bucket)
+    .bind(window_start)
+    .fetch_one(&mut *tx)
+    .await?;
+    let hits: i64 = col(&row, "hits")?;
+    if hits > limit.max {
+        tx.rollback().await?;
+        return Err(StoreError::RateLimited(limit.bucket.clone()));
+    }
+    Ok(tx)
+}
 
 /// One generation of a tenant's device CA.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,36 +197,56 @@ impl Store {
         rows.iter().map(tenant_ca).collect()
     }
 
-    /// Records a nonce issued to `device_id`.
+    /// Issues `nonce` in one transaction (one commit): counts a hit against
+    /// each of `limits`, then stores the nonce. If a limit is exceeded,
+    /// nothing is written and [`StoreError::RateLimited`] names it, so a
+    /// flood past its limit costs reads, not commits.
+    ///
+    /// On PostgreSQL the commit does not wait for its WAL to reach disk
+    /// (`synchronous_commit = off` for this transaction only): a nonce or a
+    /// counter lost to a crash in the next few hundred milliseconds only
+    /// makes a device ask again. Nothing else is relaxed.
     pub async fn issue_nonce(
         &self,
-        nonce: &str,
-        device_id: &str,
-        source: &str,
-        expires_at: i64,
+        nonce: &NewNonce<'_>,
+        limits: &[RateLimit],
     ) -> Result<(), StoreError> {
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                .execute(&mut *tx)
+                .await?;
+        }
+        for limit in limits {
+            tx = count_hit(tx, limit, now).await?;
+        }
         sqlx::query(
             "INSERT INTO attestation_nonces (nonce, device_id, source, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(nonce)
-        .bind(device_id)
-        .bind(source)
-        .bind(expires_at)
-        .bind(now_millis())
-        .execute(self.pool())
+        .bind(nonce.nonce)
+        .bind(nonce.device_id)
+        .bind(nonce.source)
+        .bind(nonce.expires_at)
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Uses up a nonce: deletes it and returns (device ID, expiry) if it
-    /// existed. A nonce can be consumed once, by one replica.
-    pub async fn consume_nonce(&self, nonce: &str) -> Result<Option<(String, i64)>, StoreError> {
-        let row = sqlx::query(
-            "DELETE FROM attestation_nonces WHERE nonce = $1 RETURNING device_id, expires_at",
-        )
-        .bind(nonce)
-        .fetch_optional(self.pool())
-        .await?;
+    /// The device a nonce was issued to and when it expires (ms), if it is
+    /// outstanding (issued and not yet used). Reads only: the nonce is
+    /// consumed by the verdict that uses it ([`Store::record_verdict`]).
+    pub async fn outstanding_nonce(
+        &self,
+        nonce: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let row =
+            sqlx::query("SELECT device_id, expires_at FROM attestation_nonces WHERE nonce = $1")
+                .bind(nonce)
+                .fetch_optional(self.pool())
+                .await?;
         row.map(|r| Ok((col(&r, "device_id")?, col(&r, "expires_at")?)))
             .transpose()
     }
@@ -186,21 +266,6 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(nonces.rows_affected() + windows.rows_affected())
-    }
-
-    /// Counts one hit in `bucket`'s window starting at `window_start`;
-    /// returns the hits so far in that window (including this one).
-    pub async fn hit_rate_limit(&self, bucket: &str, window_start: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
-             ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
-             RETURNING hits",
-        )
-        .bind(bucket)
-        .bind(window_start)
-        .fetch_one(self.pool())
-        .await?;
-        col(&row, "hits")
     }
 
     /// Adds a known runtime build; [`StoreError::Conflict`] if present.
@@ -260,16 +325,42 @@ impl Store {
             .ok_or_else(|| StoreError::not_found("runtime release", digest))
     }
 
-    /// Stores a verdict; returns its ID.
-    pub async fn record_attestation(
-        &self,
-        record: &AttestationRecord,
-    ) -> Result<String, StoreError> {
+    /// Stores a verdict in one transaction (one commit); returns its ID.
+    ///
+    /// * `write.nonce`: the nonce the evidence used, consumed here. A pass
+    ///   needs it still outstanding, unexpired and issued to this device, or
+    ///   nothing is written ([`StoreError::NonceSpent`]): this is what makes
+    ///   a nonce single-use when two replicas race on it. A refusal consumes
+    ///   it if it is there.
+    /// * `write.limit`: counted first; past it nothing is written
+    ///   ([`StoreError::RateLimited`]). For refusals, whose source is not
+    ///   authenticated, so garbage cannot fill the table.
+    /// * A pass also records the device as seen.
+    pub async fn record_verdict(&self, write: &VerdictWrite<'_>) -> Result<String, StoreError> {
+        let record = write.record;
         let id = if record.id.is_empty() {
             new_id()
         } else {
             record.id.clone()
         };
+        let mut tx = self.begin_write().await?;
+        if let Some(limit) = write.limit {
+            tx = count_hit(tx, limit, record.at).await?;
+        }
+        if let Some(nonce) = write.nonce {
+            let used = sqlx::query(
+                "DELETE FROM attestation_nonces WHERE nonce = $1 AND device_id = $2 AND expires_at >= $3",
+            )
+            .bind(nonce)
+            .bind(&record.device_id)
+            .bind(record.at)
+            .execute(&mut *tx)
+            .await?;
+            if record.passed && used.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::NonceSpent);
+            }
+        }
         sqlx::query(
             "INSERT INTO attestations (id, device_id, tenant_id, at, verdict, reasons, measurements, certificate_serial, certificate_not_after, source) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -284,8 +375,17 @@ impl Store {
         .bind(record.certificate_serial.as_deref())
         .bind(record.certificate_not_after)
         .bind(&record.source)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        if let (true, Some(tenant)) = (record.passed, record.tenant_id.as_deref()) {
+            sqlx::query("UPDATE devices SET last_seen = $3 WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(&record.device_id)
+                .bind(record.at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(id)
     }
 

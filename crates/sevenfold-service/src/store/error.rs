@@ -24,6 +24,14 @@ pub enum StoreError {
     /// pending.
     #[error("{0}")]
     Conflict(String),
+    /// A rate limit refused the write; nothing was written. Carries the
+    /// limit's bucket (what was counted, e.g. `nonce-source:10.0.0.7`).
+    #[error("rate limit reached for {0}; retry after the current window")]
+    RateLimited(String),
+    /// The attestation nonce was used (or expired) before the verdict that
+    /// needed it could be written: a replay that raced the first use.
+    #[error("the nonce is no longer outstanding (already used or expired)")]
+    NonceSpent,
     /// The request itself is malformed (a value out of range, say).
     #[error("{0}")]
     Invalid(String),

@@ -55,13 +55,16 @@ mod tenants;
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlSafeStr};
 
-pub use attestation::{AttestationRecord, RuntimeRelease, TenantCaRecord};
+pub use attestation::{
+    AttestationRecord, NewNonce, RateLimit, RuntimeRelease, TenantCaRecord, VerdictWrite,
+};
 pub use audit::GENESIS_HASH;
 pub use error::StoreError;
 use model::clamp_limit;
@@ -130,6 +133,8 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite only: the process's write queue (see [`Store::begin_write`]).
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -166,7 +171,13 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        let store = Store { pool, backend };
+        let write_gate =
+            (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let store = Store {
+            pool,
+            backend,
+            write_gate,
+        };
         store.migrate().await?;
         tracing::debug!(backend = backend.as_str(), "store connected and migrated");
         Ok(store)
@@ -226,28 +237,73 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Starts a transaction that will write. On SQLite it takes the write
-    /// lock up front (`BEGIN IMMEDIATE`), so concurrent writers wait on the
-    /// busy timeout instead of failing when a read lock cannot be upgraded.
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    /// Starts a transaction that will write.
+    ///
+    /// On SQLite, where one writer holds the database at a time, writers
+    /// first queue in this process's write gate (a fair, FIFO async mutex)
+    /// and then take the write lock up front (`BEGIN IMMEDIATE`). Without the
+    /// gate, concurrent writers would poll SQLite's busy handler, which
+    /// sleeps with growing back-off and turns contention into long tail
+    /// latency. Another process writing the same file still works (the busy
+    /// timeout covers it); it just does not queue fairly. PostgreSQL needs no
+    /// gate.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(self.begin_write_raw().await?)
     }
 
     /// [`Store::begin_write`] with the error unmapped.
-    pub(crate) async fn begin_write_raw(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
+    pub(crate) async fn begin_write_raw(&self) -> Result<WriteTx, sqlx::Error> {
+        let gate = match &self.write_gate {
+            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
+            None => None,
+        };
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTx { tx, _gate: gate })
     }
 
     /// The pool, for the per-concern `impl Store` blocks.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+/// A write transaction from [`Store::begin_write`]: a transaction that, on
+/// SQLite, also holds the process's write gate until it ends. Use it as a
+/// connection (`&mut *tx`); [`WriteTx::commit`] ends it, and dropping it
+/// rolls back.
+pub(crate) struct WriteTx {
+    // Field order matters: the transaction is dropped (rolled back) before
+    // the gate is released.
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits the transaction, then lets the next writer in.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// Rolls the transaction back, then lets the next writer in.
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
     }
 }
 
