@@ -20,23 +20,68 @@
 //! [`verify`], and [`issue_certificate`] takes one, so no code path issues a
 //! certificate from unchecked evidence.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde_json::json;
 use sevenfold_core::attestation::{ComponentKind, Evidence, EvidenceBody, MeasuredComponents};
 use sevenfold_pki::CaCertificate;
 use sevenfold_rot::PublicKey;
 
+use crate::recent::Recent;
 use crate::store::{now_millis, AttestationRecord, RateLimit, Store, StoreError, VerdictWrite};
 use crate::tenant_ca;
 
 /// The manufacturer CAs the server trusts, parsed: what endorsements are
-/// checked against, at claim time and at every attestation.
+/// checked against at claim time. A stored CA that does not parse is logged
+/// and left out (fails closed: its devices are refused).
 pub(crate) async fn trusted_manufacturers(store: &Store) -> Result<Vec<CaCertificate>, StoreError> {
-    Ok(store
-        .list_manufacturer_cas()
-        .await?
-        .iter()
-        .filter_map(|c| CaCertificate::from_der(&c.cert_der).ok())
-        .collect())
+    let mut trusted = Vec::new();
+    for ca in store.list_manufacturer_cas().await? {
+        match CaCertificate::from_der(&ca.cert_der) {
+            Ok(cert) => trusted.push(cert),
+            Err(e) => tracing::error!(
+                fingerprint = %ca.fingerprint,
+                error = %e,
+                "stored manufacturer CA does not parse; not trusted"
+            ),
+        }
+    }
+    Ok(trusted)
+}
+
+/// How long the attestation path reuses the trusted manufacturer CAs before
+/// reading them again. Safe to cache: manufacturer CAs are only ever added,
+/// and one added on another replica is, for these few seconds, refused here
+/// (fails closed).
+const MANUFACTURERS_TTL: Duration = Duration::from_secs(5);
+
+/// [`trusted_manufacturers`] as the attestation path sees it: read at most
+/// every [`MANUFACTURERS_TTL`].
+pub(crate) struct ManufacturerTrust {
+    recent: Recent<Arc<Vec<CaCertificate>>>,
+}
+
+impl ManufacturerTrust {
+    pub(crate) fn new() -> ManufacturerTrust {
+        ManufacturerTrust {
+            recent: Recent::new(MANUFACTURERS_TTL),
+        }
+    }
+
+    async fn current(&self, store: &Store) -> Result<Arc<Vec<CaCertificate>>, StoreError> {
+        if let Some(trusted) = self.recent.get("") {
+            return Ok(trusted);
+        }
+        let trusted = Arc::new(trusted_manufacturers(store).await?);
+        self.recent.put("", Arc::clone(&trusted));
+        Ok(trusted)
+    }
+
+    /// Forgets the cached list (this replica trusted a new manufacturer).
+    pub(crate) fn changed(&self) {
+        self.recent.forget("");
+    }
 }
 
 /// Lifetime of a device certificate.
@@ -82,6 +127,7 @@ impl Refusal {
 /// `Err(Err(e))` is a failure of the service itself.
 pub(crate) async fn verify(
     store: &Store,
+    manufacturers: &ManufacturerTrust,
     body: &EvidenceBody,
 ) -> Result<VerifiedAttestation, Result<Refusal, StoreError>> {
     let evidence = Evidence::parse(body)
@@ -121,7 +167,7 @@ pub(crate) async fn verify(
     };
 
     // Endorsement: a genuine device of a trusted manufacturer.
-    let manufacturers = trusted_manufacturers(store).await.map_err(Err)?;
+    let manufacturers = manufacturers.current(store).await.map_err(Err)?;
     let endorsement = match sevenfold_pki::verify_endorsement(
         evidence.endorsement_pem.as_bytes(),
         &manufacturers,

@@ -143,7 +143,7 @@ async fn evidence(
     JsonBody(body): JsonBody<EvidenceBody>,
 ) -> Result<Response, ApiError> {
     let source = source_of(addr.as_deref());
-    let verified = match attestation::verify(&state.store, &body).await {
+    let verified = match attestation::verify(&state.store, &state.manufacturers, &body).await {
         Ok(v) => v,
         Err(Err(store_error)) => return Err(store_error.into()),
         Err(Ok(refusal)) => return refuse(&state, &body.device_id, refusal, &source).await,

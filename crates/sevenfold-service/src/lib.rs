@@ -35,6 +35,7 @@ pub mod blobs;
 pub mod config;
 mod device_api;
 mod metrics;
+mod recent;
 pub mod server;
 pub mod store;
 mod tenant_ca;

@@ -8,20 +8,27 @@
 //!
 //! [`TenantCas`] caches what is costly to rebuild on every attestation and
 //! every mutual-TLS request: the unwrapped issuing CA and the parsed CA
-//! certificates. The cache is keyed by certificate fingerprint, and a stored
-//! generation never changes, so an entry can never be stale; *which*
-//! generations exist (and which issues) is read from the database every
-//! time, so replicas agree the moment one rotates.
+//! certificates, keyed by certificate fingerprint (a stored generation never
+//! changes, so such an entry is never stale). *Which* generations are
+//! trusted is read from the database on every request; *which* one issues
+//! is reused for [`ISSUER_TTL`], so for a few seconds after a rotation on
+//! another replica the previous generation, still published, may issue.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sevenfold_pki::{CaCertificate, KeyWrap, TenantCa};
 
+use crate::recent::Recent;
 use crate::store::{now_millis, Store, StoreError, TenantCaRecord};
 
 /// Validity of a tenant CA.
 pub(crate) const TENANT_CA_DAYS: u32 = 3 * 365;
+
+/// How long the issuing generation of a tenant is reused before it is read
+/// again (rotation on another replica shows within this time).
+pub(crate) const ISSUER_TTL: Duration = Duration::from_secs(5);
 
 /// Cached entries kept before a cache is emptied and refilled (one or two
 /// per tenant; this bounds memory, not correctness).
@@ -40,8 +47,12 @@ pub(crate) enum TenantCaError {
 /// caches keyed by certificate fingerprint.
 pub(crate) struct TenantCas {
     wrap: KeyWrap,
+    /// Unwrapped CAs by fingerprint.
     issuers: Mutex<HashMap<String, Arc<TenantCa>>>,
+    /// Parsed CA certificates by fingerprint.
     certificates: Mutex<HashMap<String, CaCertificate>>,
+    /// Each tenant's issuing generation, by tenant ID, for [`ISSUER_TTL`].
+    current: Recent<Arc<TenantCa>>,
 }
 
 impl TenantCas {
@@ -51,6 +62,7 @@ impl TenantCas {
             wrap,
             issuers: Mutex::new(HashMap::new()),
             certificates: Mutex::new(HashMap::new()),
+            current: Recent::new(ISSUER_TTL),
         }
     }
 
@@ -80,18 +92,26 @@ impl TenantCas {
         store: &Store,
         tenant_id: &str,
     ) -> Result<Arc<TenantCa>, TenantCaError> {
+        if let Some(ca) = self.current.get(tenant_id) {
+            return Ok(ca);
+        }
         let cas = self.published(store, tenant_id).await?;
         let newest = cas
             .first()
             .ok_or_else(|| StoreError::not_found("tenant CA", tenant_id))?;
-        if let Some(ca) = lock(&self.issuers).get(&newest.fingerprint) {
-            return Ok(Arc::clone(ca));
-        }
-        let key = self
-            .wrap
-            .unwrap(&newest.wrapped_key, &context(tenant_id, newest.generation))?;
-        let ca = Arc::new(TenantCa::load(&newest.cert_der, &key)?);
-        insert(&self.issuers, &newest.fingerprint, Arc::clone(&ca));
+        let cached = lock(&self.issuers).get(&newest.fingerprint).cloned();
+        let ca = match cached {
+            Some(ca) => ca,
+            None => {
+                let key = self
+                    .wrap
+                    .unwrap(&newest.wrapped_key, &context(tenant_id, newest.generation))?;
+                let ca = Arc::new(TenantCa::load(&newest.cert_der, &key)?);
+                insert(&self.issuers, &newest.fingerprint, Arc::clone(&ca));
+                ca
+            }
+        };
+        self.current.put(tenant_id, Arc::clone(&ca));
         Ok(ca)
     }
 
@@ -144,6 +164,7 @@ impl TenantCas {
         let (next, files) = current.generate_successor(&tenant.id, &tenant.name, TENANT_CA_DAYS)?;
         let record = record(&tenant.id, generation, &next, &files.key_pkcs8, &self.wrap)?;
         store.add_tenant_ca(&record).await?;
+        self.current.forget(tenant_id);
         Ok(record)
     }
 }

@@ -87,6 +87,7 @@ pub(crate) async fn trust_manufacturer(
         .store
         .add_manufacturer_ca(ca.fingerprint(), ca.subject(), ca.der())
         .await?;
+    state.manufacturers.changed();
     state
         .audit(
             &operator,

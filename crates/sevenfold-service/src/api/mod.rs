@@ -47,6 +47,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: PrometheusHandle,
     /// Tenant CAs: the key wrapping their private keys at rest, and caches.
     pub(crate) tenant_cas: Arc<crate::tenant_ca::TenantCas>,
+    /// Trusted manufacturer CAs, as the attestation path caches them.
+    pub(crate) manufacturers: Arc<crate::attestation::ManufacturerTrust>,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             config,
             metrics,
             tenant_cas,
+            manufacturers: Arc::new(crate::attestation::ManufacturerTrust::new()),
         }
     }
 

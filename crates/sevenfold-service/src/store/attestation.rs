@@ -44,25 +44,52 @@ pub struct VerdictWrite<'a> {
     pub limit: Option<&'a RateLimit>,
 }
 
-/// Counts one hit against `limit` in the window containing `now`. Past the
-/// limit it rolls `tx` back (the hit included) and returns
-/// [`StoreError::RateLimited`].
-async fn count_hit(mut tx: WriteTx, limit: &RateLimit, now: i64) -> Result<WriteTx, StoreError> {
-    let window = limit.window_ms.max(1);
-    let window_start = now - now.rem_euclid(window);
-    let row = sqlx::query(
-        "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
+/// Counts one hit against each of `limits` in the window containing `now`,
+/// in one statement. Past any limit it rolls `tx` back (the hits included)
+/// and returns [`StoreError::RateLimited`] naming the first one exceeded.
+async fn count_hits(
+    mut tx: WriteTx,
+    limits: &[&RateLimit],
+    now: i64,
+) -> Result<WriteTx, StoreError> {
+    if limits.is_empty() {
+        return Ok(tx);
+    }
+    let mut buckets: Vec<&str> = limits.iter().map(|l| l.bucket.as_str()).collect();
+    buckets.sort_unstable();
+    if buckets.windows(2).any(|pair| pair.first() == pair.last()) {
+        return Err(StoreError::Invalid(
+            "rate limits counted together must have distinct buckets".to_owned(),
+        ));
+    }
+    let values: Vec<String> = (0..limits.len())
+        .map(|i| format!("(${}, ${}, 1)", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let sql = format!(
+        "INSERT INTO rate_limits (bucket, window_start, hits) VALUES {} \
          ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
-         RETURNING hits",
-    )
-    .bind(&limit.bucket)
-    .bind(window_start)
-    .fetch_one(&mut *tx)
-    .await?;
-    let hits: i64 = col(&row, "hits")?;
-    if hits > limit.max {
+         RETURNING bucket, hits",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for limit in limits {
+        let window = limit.window_ms.max(1);
+        query = query.bind(&limit.bucket).bind(now - now.rem_euclid(window));
+    }
+    let rows = query.fetch_all(&mut *tx).await?;
+    let mut exceeded = None;
+    for row in &rows {
+        let bucket: String = col(row, "bucket")?;
+        let hits: i64 = col(row, "hits")?;
+        if let Some(limit) = limits.iter().find(|l| l.bucket == bucket) {
+            if hits > limit.max && exceeded.is_none() {
+                exceeded = Some(bucket);
+            }
+        }
+    }
+    if let Some(bucket) = exceeded {
         tx.rollback().await?;
-        return Err(StoreError::RateLimited(limit.bucket.clone()));
+        return Err(StoreError::RateLimited(bucket));
     }
     Ok(tx)
 }
@@ -218,9 +245,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        for limit in limits {
-            tx = count_hit(tx, limit, now).await?;
-        }
+        let limits: Vec<&RateLimit> = limits.iter().collect();
+        tx = count_hits(tx, &limits, now).await?;
         sqlx::query(
             "INSERT INTO attestation_nonces (nonce, device_id, source, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -345,7 +371,7 @@ impl Store {
         };
         let mut tx = self.begin_write().await?;
         if let Some(limit) = write.limit {
-            tx = count_hit(tx, limit, record.at).await?;
+            tx = count_hits(tx, &[limit], record.at).await?;
         }
         if let Some(nonce) = write.nonce {
             let used = sqlx::query(
