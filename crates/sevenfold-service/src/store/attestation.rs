@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 
 use super::error::{conflict_on_unique, StoreError};
-use super::{col, new_id, now_millis, Backend, Store, WriteTx};
+use super::{col, new_id, now_millis, Store, WriteTx};
 
 /// A fixed-window rate limit: at most `max` hits in `bucket` per window of
 /// `window_ms` (windows start at multiples of `window_ms`). Counted in the
@@ -229,22 +229,15 @@ impl Store {
     /// nothing is written and [`StoreError::RateLimited`] names it, so a
     /// flood past its limit costs reads, not commits.
     ///
-    /// On PostgreSQL the commit does not wait for its WAL to reach disk
-    /// (`synchronous_commit = off` for this transaction only): a nonce or a
-    /// counter lost to a crash in the next few hundred milliseconds only
-    /// makes a device ask again. Nothing else is relaxed.
+    /// Written with relaxed durability ([`Store::begin_write_relaxed`]): a
+    /// nonce or counter lost to a power cut only makes a device ask again.
     pub async fn issue_nonce(
         &self,
         nonce: &NewNonce<'_>,
         limits: &[RateLimit],
     ) -> Result<(), StoreError> {
         let now = now_millis();
-        let mut tx = self.begin_write().await?;
-        if self.backend() == Backend::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                .execute(&mut *tx)
-                .await?;
-        }
+        let mut tx = self.begin_write_relaxed().await?;
         let limits: Vec<&RateLimit> = limits.iter().collect();
         tx = count_hits(tx, &limits, now).await?;
         sqlx::query(
@@ -362,6 +355,8 @@ impl Store {
     ///   ([`StoreError::RateLimited`]). For refusals, whose source is not
     ///   authenticated, so garbage cannot fill the table.
     /// * A pass also records the device as seen.
+    ///
+    /// Written with relaxed durability ([`Store::begin_write_relaxed`]).
     pub async fn record_verdict(&self, write: &VerdictWrite<'_>) -> Result<String, StoreError> {
         let record = write.record;
         let id = if record.id.is_empty() {
@@ -369,7 +364,7 @@ impl Store {
         } else {
             record.id.clone()
         };
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write_relaxed().await?;
         if let Some(limit) = write.limit {
             tx = count_hits(tx, &[limit], record.at).await?;
         }

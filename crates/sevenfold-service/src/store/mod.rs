@@ -135,6 +135,9 @@ pub struct Store {
     backend: Backend,
     /// SQLite only: the process's write queue (see [`Store::begin_write`]).
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite only: connections whose commits do not wait for the disk
+    /// (see [`Store::begin_write_relaxed`]).
+    relaxed: Option<AnyPool>,
 }
 
 impl Store {
@@ -171,12 +174,18 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        let write_gate =
-            (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let (write_gate, relaxed) = match backend {
+            Backend::Sqlite => (
+                Some(Arc::new(tokio::sync::Mutex::new(()))),
+                Some(relaxed_sqlite_pool(&url).await?),
+            ),
+            Backend::Postgres => (None, None),
+        };
         let store = Store {
             pool,
             backend,
             write_gate,
+            relaxed,
         };
         store.migrate().await?;
         tracing::debug!(backend = backend.as_str(), "store connected and migrated");
@@ -234,6 +243,9 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        if let Some(relaxed) = &self.relaxed {
+            relaxed.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -264,10 +276,59 @@ impl Store {
         Ok(WriteTx { tx, _gate: gate })
     }
 
+    /// [`Store::begin_write`] for writes whose loss in a power cut (not a
+    /// process crash) is harmless: attestation nonces, rate-limit counters
+    /// and verdicts. Their commits do not wait for the disk: on PostgreSQL
+    /// `synchronous_commit = off` for this transaction; on SQLite connections
+    /// with `synchronous = NORMAL` (in WAL mode: no fsync per commit; the
+    /// next checkpoint or ordinary commit makes them durable, and the
+    /// database stays consistent either way). A power cut may thus undo the
+    /// last fraction of a second of them: a device then asks for a nonce
+    /// again, and a lost pass verdict only shortens a device's history
+    /// (its certificate was bound to its own key). Operator changes, audit
+    /// entries, claims and revocations always use [`Store::begin_write`].
+    pub(crate) async fn begin_write_relaxed(&self) -> Result<WriteTx, StoreError> {
+        let gate = match &self.write_gate {
+            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
+            None => None,
+        };
+        let tx = match (&self.relaxed, self.backend) {
+            (Some(relaxed), _) => relaxed.begin_with("BEGIN IMMEDIATE").await?,
+            (None, Backend::Sqlite) => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            (None, Backend::Postgres) => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
+        Ok(WriteTx { tx, _gate: gate })
+    }
+
     /// The pool, for the per-concern `impl Store` blocks.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// A second, small pool on the same SQLite database whose connections use
+/// `synchronous = NORMAL`, for [`Store::begin_write_relaxed`].
+async fn relaxed_sqlite_pool(url: &str) -> Result<AnyPool, StoreError> {
+    let mut options = AnyPoolOptions::new()
+        .max_connections(2)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        });
+    if url.contains("mode=memory") {
+        options = options.idle_timeout(None).max_lifetime(None);
+    }
+    Ok(options.connect_lazy(url)?)
 }
 
 /// A write transaction from [`Store::begin_write`]: a transaction that, on
