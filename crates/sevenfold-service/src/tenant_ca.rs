@@ -53,6 +53,8 @@ pub(crate) struct TenantCas {
     certificates: Mutex<HashMap<String, CaCertificate>>,
     /// Each tenant's issuing generation, by tenant ID, for [`ISSUER_TTL`].
     current: Recent<Arc<TenantCa>>,
+    /// Each tenant's stored generations, by tenant ID, for [`ISSUER_TTL`].
+    generations: Recent<Arc<Vec<TenantCaRecord>>>,
 }
 
 impl TenantCas {
@@ -63,6 +65,7 @@ impl TenantCas {
             issuers: Mutex::new(HashMap::new()),
             certificates: Mutex::new(HashMap::new()),
             current: Recent::new(ISSUER_TTL),
+            generations: Recent::new(ISSUER_TTL),
         }
     }
 
@@ -118,13 +121,28 @@ impl TenantCas {
     /// Certificates of every unexpired generation, for verifying device
     /// certificates. A stored certificate that does not parse is logged and
     /// left out (fails closed: devices it issued are refused).
+    ///
+    /// The list of generations is reused for [`ISSUER_TTL`]: generations are
+    /// only ever added (and expire, which is checked on every call), so a
+    /// stale list can only miss a successor made on another replica a moment
+    /// ago, whose certificates are then refused for that moment.
     pub(crate) async fn trusted(
         &self,
         store: &Store,
         tenant_id: &str,
     ) -> Result<Vec<CaCertificate>, TenantCaError> {
         let now = now_millis();
-        let records = store.tenant_cas(tenant_id).await?;
+        let records = match self.generations.get(tenant_id) {
+            Some(records) => records,
+            None => {
+                let records = Arc::new(store.tenant_cas(tenant_id).await?);
+                // A tenant whose first CA is still to be made is not cached.
+                if !records.is_empty() {
+                    self.generations.put(tenant_id, Arc::clone(&records));
+                }
+                records
+            }
+        };
         let mut trusted = Vec::with_capacity(records.len());
         for record in records.iter().filter(|r| r.not_after > now) {
             if let Some(cert) = lock(&self.certificates).get(&record.fingerprint) {
@@ -165,6 +183,7 @@ impl TenantCas {
         let record = record(&tenant.id, generation, &next, &files.key_pkcs8, &self.wrap)?;
         store.add_tenant_ca(&record).await?;
         self.current.forget(tenant_id);
+        self.generations.forget(tenant_id);
         Ok(record)
     }
 }

@@ -96,7 +96,22 @@ impl rustls::server::danger::ClientCertVerifier for DeferredClientCertVerifier {
 
 /// The one crypto provider of the process (aws-lc-rs).
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    use rustls::crypto::aws_lc_rs::cipher_suite;
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // Preference order for the device listener (see `load_or_create`);
+    // the set of suites is aws-lc-rs's default.
+    provider.cipher_suites.sort_by_key(|suite| {
+        let preferred = [
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ];
+        preferred
+            .iter()
+            .position(|p| p.suite() == suite.suite())
+            .unwrap_or(preferred.len())
+    });
+    Arc::new(provider)
 }
 
 /// Loads the service CA from `<data_dir>/tls`, creating it on first start,
@@ -154,6 +169,11 @@ pub(crate) fn load_or_create(
     // client certificate checked at some earlier time. Every connection
     // presents and proves its certificate afresh.
     device.send_tls13_tickets = 0;
+    // The server picks the cipher suite from its own order, which puts
+    // AES-128-GCM/SHA-256 first: as strong as a device needs, the suite
+    // every TLS 1.3 stack must implement, and SHA-256 has hardware support
+    // on far more CPUs (servers and devices) than SHA-384.
+    device.ignore_client_order = true;
     device.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(ServiceTls {
         ca_pem: ca.certificate().to_pem(),
