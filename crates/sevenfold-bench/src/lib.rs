@@ -285,6 +285,8 @@ http {{
         ssl_verify_client on;
         ssl_verify_depth 2;
         ssl_protocols TLSv1.3;
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
         ssl_session_cache off;
         ssl_session_tickets off;
         keepalive_timeout 0;

@@ -26,7 +26,12 @@ use sevenfold_core::attestation::{
 use crate::api::error::ApiError;
 use crate::api::extract::JsonBody;
 use crate::api::{timestamp, AppState, ClientAddr};
+use std::time::Duration;
+
+use sevenfold_pki::DeviceIdentity;
+
 use crate::attestation::{self, IssueError, Refusal};
+use crate::recent::Recent;
 use crate::store::{now_millis, NewNonce, RateLimit, StoreError};
 
 /// How long a nonce stays valid.
@@ -235,12 +240,7 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             .trusted(&state.store, &tenant)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let ders: Vec<&[u8]> = chain.0.iter().map(|c| c.as_ref()).collect();
-        let identity =
-            sevenfold_pki::verify_device_certificate(&ders, &trusted, now_millis() / 1000)
-                .map_err(|e| {
-                    ApiError::Unauthenticated(format!("device certificate refused: {e}"))
-                })?;
+        let identity = verify_certificate(state, &chain.0, &trusted)?;
         let device_id = identity.device_id().to_string();
         let device = match state.store.device(identity.tenant_id(), &device_id).await {
             Ok(d) => d,
@@ -260,6 +260,49 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             not_after: identity.not_after(),
         })
     }
+}
+
+/// How long a device certificate, once verified, is remembered as such.
+const VERIFIED_CERTIFICATE_TTL: Duration = Duration::from_secs(600);
+
+/// Cache of verified device certificates, keyed by the SHA-256 of the leaf.
+pub(crate) type VerifiedCertificates = Recent<DeviceIdentity>;
+
+/// A cache for [`verify_certificate`].
+pub(crate) fn verified_certificates() -> VerifiedCertificates {
+    Recent::new(VERIFIED_CERTIFICATE_TTL)
+}
+
+/// Verifies the client's certificate chain against the tenant's `trusted`
+/// CAs, remembering the outcome for a device that reconnects.
+///
+/// A certificate is immutable and its signature was checked against a CA
+/// certificate that is immutable too, so a remembered identity is re-used
+/// after checking only what can change: the certificate has not expired,
+/// and the CA that signed it is still among the tenant's unexpired CAs. The
+/// TLS handshake has already proved the client holds the certificate's key;
+/// revocation is checked by the caller on every request.
+fn verify_certificate(
+    state: &AppState,
+    chain: &[CertificateDer<'static>],
+    trusted: &[sevenfold_pki::CaCertificate],
+) -> Result<DeviceIdentity, ApiError> {
+    let now = now_millis() / 1000;
+    let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
+    let key = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf));
+    if let Some(known) = state.verified_certificates.get(&key) {
+        let signer_trusted = trusted
+            .iter()
+            .any(|ca| ca.fingerprint() == known.ca_fingerprint());
+        if known.not_after() >= now && signer_trusted {
+            return Ok(known);
+        }
+    }
+    let ders: Vec<&[u8]> = chain.iter().map(|c| c.as_ref()).collect();
+    let identity = sevenfold_pki::verify_device_certificate(&ders, trusted, now)
+        .map_err(|e| ApiError::Unauthenticated(format!("device certificate refused: {e}")))?;
+    state.verified_certificates.put(&key, identity.clone());
+    Ok(identity)
 }
 
 /// `GET /device/v1/whoami` (mutual TLS).

@@ -868,6 +868,7 @@ async fn handshakes(
     ca_pem: &str,
     identities: &[Identity],
     n: usize,
+    offset: usize,
     concurrency: usize,
     request: Option<&'static [u8]>,
     server_cpu: impl Fn() -> CpuTicks,
@@ -880,14 +881,14 @@ async fn handshakes(
             .map(|id| handshake_config(ca_pem, id))
             .collect(),
     );
-    let go = |count: usize| {
+    let go = |count: usize, offset: usize| {
         let configs = configs.clone();
         for_each_concurrent(count, concurrency, move |i| {
-            let config = configs[i % configs.len()].clone();
+            let config = configs[(offset + i) % configs.len()].clone();
             async move { handshake_once(addr, config, request).await }
         })
     };
-    let warm = go(HANDSHAKE_WARMUP).await;
+    let warm = go(HANDSHAKE_WARMUP, 0).await;
     if let Some(Err(e)) = warm.iter().find(|r| r.is_err()) {
         panic!("handshake warm-up failed against {addr}: {e}");
     }
@@ -895,7 +896,7 @@ async fn handshakes(
     let p0 = postgres.then(|| cpu_of_processes_named("postgres"));
     let c0 = proc_stat(std::process::id()).unwrap().own;
     let t0 = Instant::now();
-    let results = go(n).await;
+    let results = go(n, offset).await;
     let wall = t0.elapsed();
     let c1 = proc_stat(std::process::id()).unwrap().own;
     let s1 = server_cpu();
@@ -1319,6 +1320,8 @@ struct BackendReport {
     /// benchmark and PostgreSQL during the timed phase.
     machine_other: f64,
     whoami: HandshakeRun,
+    /// Each certificate's first connection (nothing remembered).
+    whoami_first: Option<HandshakeRun>,
     bare: HandshakeRun,
     /// nginx with a request and handshake only, interleaved with the above.
     nginx: Option<(HandshakeRun, HandshakeRun)>,
@@ -1482,7 +1485,7 @@ fn run_backend(
                 report.nonce.push(o.nonce);
                 report.quote.push(o.quote);
                 report.evidence.push(o.evidence);
-                if identities.len() < HANDSHAKE_IDENTITIES {
+                if identities.len() < HANDSHAKE_IDENTITIES + HANDSHAKE_WARMUP + args.handshakes {
                     identities.push(Identity {
                         chain_pem: chain.clone(),
                         key_pkcs8: devices[i].tls_pkcs8.clone(),
@@ -1537,6 +1540,11 @@ fn run_backend(
     let postgres = backend == Backend::Postgres;
     let lower = backend.name().to_lowercase();
     let mut rounds: [Vec<HandshakeRun>; 4] = Default::default();
+    // Rounds reuse a few certificates, as devices reconnecting during the
+    // day do (the server remembers certificates it verified); one extra run
+    // uses each remaining certificate once, as on a device's first
+    // connection after attesting.
+    let (repeat, fresh) = identities.split_at(HANDSHAKE_IDENTITIES.min(identities.len()));
     for round in 0..HANDSHAKE_ROUNDS {
         let perf_dir = if round == 0 {
             args.perf_dir.as_deref()
@@ -1547,8 +1555,9 @@ fn run_backend(
         rounds[0].push(rt.block_on(handshakes(
             server.device_addr,
             &server.ca_pem,
-            &identities,
+            repeat,
             args.handshakes,
+            0,
             args.handshake_concurrency,
             Some(WHOAMI_REQUEST),
             move || proc_stat(pid).map(|p| p.own).unwrap_or_default(),
@@ -1556,11 +1565,30 @@ fn run_backend(
             ticks,
         )));
         perf_stop(perf);
+        let first_contacts = fresh
+            .len()
+            .saturating_sub(HANDSHAKE_WARMUP)
+            .min(args.handshakes);
+        if round == 0 && first_contacts > 0 {
+            report.whoami_first = Some(rt.block_on(handshakes(
+                server.device_addr,
+                &server.ca_pem,
+                fresh,
+                first_contacts,
+                HANDSHAKE_WARMUP,
+                args.handshake_concurrency,
+                Some(WHOAMI_REQUEST),
+                move || proc_stat(pid).map(|p| p.own).unwrap_or_default(),
+                postgres,
+                ticks,
+            )));
+        }
         rounds[1].push(rt.block_on(handshakes(
             server.device_addr,
             &server.ca_pem,
-            &identities,
+            repeat,
             args.handshakes,
+            0,
             args.handshake_concurrency,
             None,
             move || proc_stat(pid).map(|p| p.own).unwrap_or_default(),
@@ -1575,8 +1603,9 @@ fn run_backend(
             rounds[2].push(rt.block_on(handshakes(
                 addr,
                 &n.ca_pem,
-                &identities,
+                repeat,
                 args.handshakes,
+                0,
                 args.handshake_concurrency,
                 Some(ROOT_REQUEST),
                 move || tree_cpu(npid),
@@ -1587,8 +1616,9 @@ fn run_backend(
             rounds[3].push(rt.block_on(handshakes(
                 addr,
                 &n.ca_pem,
-                &identities,
+                repeat,
                 args.handshakes,
+                0,
                 args.handshake_concurrency,
                 None,
                 move || tree_cpu(npid),
@@ -1911,6 +1941,21 @@ fn summary(
             r.whoami.negotiated.suite,
             r.whoami.negotiated.group
         );
+        if let Some(first) = &r.whoami_first {
+            println!(
+                "| … first connection of each certificate ({}, {} certificates) | {:.0} µs | | {:.0} | {:.0} µs | {} {} |",
+                r.name,
+                first.count,
+                first.server_micros(),
+                first.count as f64 / first.wall.as_secs_f64(),
+                first.client_micros(),
+                first.negotiated.suite,
+                first.negotiated.group
+            );
+            if first.failures > 0 {
+                println!("  ({} failed: {:?})", first.failures, first.first_error);
+            }
+        }
         if r.whoami.failures > 0 || r.bare.failures > 0 {
             println!(
                 "  ({} + {} failed: {:?})",

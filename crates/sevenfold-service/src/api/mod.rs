@@ -49,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) tenant_cas: Arc<crate::tenant_ca::TenantCas>,
     /// Trusted manufacturer CAs, as the attestation path caches them.
     pub(crate) manufacturers: Arc<crate::attestation::ManufacturerTrust>,
+    /// Device certificates verified recently (mutual-TLS requests).
+    pub(crate) verified_certificates: Arc<crate::device_api::VerifiedCertificates>,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             metrics,
             tenant_cas,
             manufacturers: Arc::new(crate::attestation::ManufacturerTrust::new()),
+            verified_certificates: Arc::new(crate::device_api::verified_certificates()),
         }
     }
 
