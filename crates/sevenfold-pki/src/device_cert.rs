@@ -13,18 +13,17 @@
 //!    root-of-trust key, so the device ID is read from the certificate, which
 //!    is why only a tenant CA's word for it is taken.
 
-use std::time::Duration;
-
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::UnixTime;
 use sevenfold_rot::{DeviceId, PublicKey};
-use webpki::{EndEntityCert, KeyUsage};
+use webpki::KeyUsage;
 use x509_parser::extensions::GeneralName;
 
-use crate::endorsement::{dotted_list, eku_oids, SIGNATURE_ALGORITHMS};
+use crate::chain;
+use crate::endorsement::{dotted_list, eku_oids};
 use crate::input::{one_certificate, parse_x509};
 use crate::tenant::{check_tenant_id, strip_prefix_ignore_case};
 use crate::validity::check_period;
-use crate::{CaCertificate, PkiError, DEVICE_URI_PREFIX, MAX_INTERMEDIATES, TENANT_URI_PREFIX};
+use crate::{CaCertificate, PkiError, DEVICE_URI_PREFIX, TENANT_URI_PREFIX};
 
 /// `id-kp-clientAuth`, 1.3.6.1.5.5.7.3.2.
 const CLIENT_AUTH: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 2];
@@ -98,17 +97,8 @@ pub fn verify_device_certificate(
     let (leaf, rest) = chain.split_first().ok_or_else(|| {
         PkiError::Malformed("no certificate given; the leaf must come first".into())
     })?;
-    if rest.len() > MAX_INTERMEDIATES {
-        return Err(PkiError::Malformed(format!(
-            "{} intermediate certificates; at most {MAX_INTERMEDIATES} are accepted",
-            rest.len()
-        )));
-    }
+    let intermediates = chain::intermediates(rest)?;
     let leaf_der = one_certificate(leaf)?;
-    let intermediates = rest
-        .iter()
-        .map(|c| one_certificate(c).map(CertificateDer::from))
-        .collect::<Result<Vec<_>, _>>()?;
     let facts = LeafFacts::read(&leaf_der)?;
     check_period(&facts.subject, facts.not_before, facts.not_after, now_unix)?;
 
@@ -118,34 +108,14 @@ pub fn verify_device_certificate(
             "no tenant CA was given to verify the device certificate against{ATTEST_AGAIN}"
         )));
     }
-    let anchors: Vec<_> = tenant_cas.iter().map(|ca| ca.anchor().clone()).collect();
-    let leaf_cert = CertificateDer::from(leaf_der.as_slice());
-    let end_entity =
-        EndEntityCert::try_from(&leaf_cert).map_err(|e| PkiError::Malformed(format!("{e}")))?;
-    let time =
-        UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(now_unix).unwrap_or(0)));
-    let path = end_entity
-        .verify_for_usage(
-            SIGNATURE_ALGORITHMS,
-            &anchors,
-            &intermediates,
-            time,
-            KeyUsage::client_auth(),
-            None,
-            None,
-        )
-        .map_err(|e| from_webpki(e, &facts, tenant_cas.len()))?;
-    let anchor = path.anchor();
-    let candidates: Vec<&CaCertificate> = tenant_cas
-        .iter()
-        .filter(|ca| ca.anchor() == anchor)
-        .collect();
-    let ca = candidates
-        .iter()
-        .find(|ca| ca.check_valid_at(now_unix).is_ok())
-        .or(candidates.first())
-        .ok_or_else(|| PkiError::Internal("chain ended at an unknown trust anchor".into()))?;
-    ca.check_valid_at(now_unix)?;
+    let ca = chain::path_to_trusted(
+        &leaf_der,
+        &intermediates,
+        tenant_cas,
+        now_unix,
+        KeyUsage::client_auth(),
+        |e| from_webpki(e, &facts, tenant_cas.len()),
+    )?;
     match &facts.ekus {
         Some(ekus) if ekus.iter().any(|e| e == CLIENT_AUTH) => {}
         Some(ekus) => {

@@ -10,13 +10,12 @@
 //!    the subject CN and `urn:sevenfold:device:` SAN URIs — must agree with it.
 //!    A disagreement fails closed.
 
-use std::time::Duration;
-
-use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime};
+use rustls_pki_types::{SignatureVerificationAlgorithm, UnixTime};
 use sevenfold_rot::{DeviceId, PublicKey};
-use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter};
+use webpki::{ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter};
 use x509_parser::extensions::{ExtendedKeyUsage, GeneralName};
 
+use crate::chain;
 use crate::input::{one_certificate, parse_x509};
 use crate::validity::check_period;
 use crate::{CaCertificate, PkiError, DEVICE_URI_PREFIX, ENDORSEMENT_EKU};
@@ -165,16 +164,7 @@ pub fn verify_endorsement_chain(
     policy: &EndorsementPolicy,
 ) -> Result<Endorsement, PkiError> {
     let leaf_der = one_certificate(leaf)?;
-    if intermediates.len() > MAX_INTERMEDIATES {
-        return Err(PkiError::Malformed(format!(
-            "{} intermediate certificates; at most {MAX_INTERMEDIATES} are accepted",
-            intermediates.len()
-        )));
-    }
-    let intermediates = intermediates
-        .iter()
-        .map(|i| one_certificate(i).map(CertificateDer::from))
-        .collect::<Result<Vec<_>, _>>()?;
+    let intermediates = chain::intermediates(intermediates)?;
     let facts = LeafFacts::read(&leaf_der)?;
     check_period(&facts.subject, facts.not_before, facts.not_after, now_unix)?;
 
@@ -184,37 +174,12 @@ pub fn verify_endorsement_chain(
             "no manufacturer CA is configured as trusted{TRUST_ADVICE}"
         )));
     }
-    let anchors: Vec<_> = trusted.iter().map(|ca| ca.anchor().clone()).collect();
-    let leaf_cert = CertificateDer::from(leaf_der.as_slice());
-    let end_entity =
-        EndEntityCert::try_from(&leaf_cert).map_err(|e| PkiError::Malformed(format!("{e}")))?;
-    let time =
-        UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(now_unix).unwrap_or(0)));
     let rule = EkuRule {
         required: policy.required_eku(),
     };
-    let path = end_entity
-        .verify_for_usage(
-            SIGNATURE_ALGORITHMS,
-            &anchors,
-            &intermediates,
-            time,
-            &rule,
-            None,
-            None,
-        )
-        .map_err(|e| from_webpki(e, &facts, policy, trusted.len()))?;
-    // Trust anchors carry no validity in webpki; check the CA's ourselves,
-    // preferring a currently valid one if a CA was re-issued with the same key.
-    let anchor = path.anchor();
-    let candidates: Vec<&CaCertificate> =
-        trusted.iter().filter(|ca| ca.anchor() == anchor).collect();
-    let ca = candidates
-        .iter()
-        .find(|ca| ca.check_valid_at(now_unix).is_ok())
-        .or(candidates.first())
-        .ok_or_else(|| PkiError::Internal("chain ended at an unknown trust anchor".into()))?;
-    ca.check_valid_at(now_unix)?;
+    let ca = chain::path_to_trusted(&leaf_der, &intermediates, trusted, now_unix, &rule, |e| {
+        from_webpki(e, &facts, policy, trusted.len())
+    })?;
 
     // The chain allows the usage; the leaf must also state it explicitly.
     match &facts.ekus {

@@ -74,6 +74,7 @@
 mod at_rest;
 mod authority;
 mod ca;
+mod chain;
 mod device_cert;
 mod endorsement;
 mod error;
