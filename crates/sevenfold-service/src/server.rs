@@ -132,7 +132,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         crate::device_api::router(state.clone()),
         shutdown_rx.clone(),
     ));
-    let housekeeping = tokio::spawn(housekeeping(state.store.clone(), shutdown_rx));
+    let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown_rx));
     let task = tokio::spawn(async move {
         let _ = tokio::join!(operator, device, housekeeping);
     });
@@ -178,8 +178,12 @@ fn wrap_key(config: &ServerConfig) -> Result<sevenfold_pki::KeyWrap, ServerError
         .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
 }
 
-/// Periodically deletes expired nonces and old rate-limit windows.
-async fn housekeeping(store: Store, mut shutdown: watch::Receiver<bool>) {
+/// Periodically deletes expired nonces and old rate-limit windows, and
+/// re-signs TUF timestamps past half their life (any replica may; the
+/// database serialises them).
+async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let store = state.store.clone();
+    let expiry = crate::updates::Expiry::with_timestamp_secs(state.config.tuf_timestamp_ttl_secs);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
@@ -190,6 +194,9 @@ async fn housekeeping(store: Store, mut shutdown: watch::Receiver<bool>) {
             .await
         {
             tracing::warn!(error = %e, "housekeeping failed");
+        }
+        if let Err(e) = crate::updates::refresh_expiring(&store, &state.wrap, &expiry).await {
+            tracing::warn!(error = %e, "re-signing TUF timestamps failed");
         }
     }
 }

@@ -10,6 +10,7 @@
 //! (`DefaultBodyLimit`, raised only on the image upload route), then routing.
 
 mod audit;
+mod deployments;
 mod devices;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -189,6 +190,12 @@ pub(crate) fn timestamp(ms: i64) -> String {
         images::download_image,
         audit::list_audit,
         audit::verify_audit,
+        deployments::create_deployment,
+        deployments::list_deployments,
+        deployments::show_deployment,
+        deployments::update_deployment,
+        deployments::resume_deployment,
+        deployments::cancel_deployment,
     ),
     components(schemas(sevenfold_core::api::Problem))
 )]
@@ -312,7 +319,23 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/runtime-releases/{digest}/revoke",
             post(identity::revoke_release),
         )
-        .route("/api/v1/audit/verify", get(audit::verify_audit));
+        .route("/api/v1/audit/verify", get(audit::verify_audit))
+        .route(
+            &format!("{t}/deployments"),
+            get(deployments::list_deployments).post(deployments::create_deployment),
+        )
+        .route(
+            &format!("{t}/deployments/{{deployment}}"),
+            get(deployments::show_deployment).patch(deployments::update_deployment),
+        )
+        .route(
+            &format!("{t}/deployments/{{deployment}}/resume"),
+            post(deployments::resume_deployment),
+        )
+        .route(
+            &format!("{t}/deployments/{{deployment}}/cancel"),
+            post(deployments::cancel_deployment),
+        );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
