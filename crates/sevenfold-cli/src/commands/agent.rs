@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 use sevenfold_agent::{
-    Agent, AttestError, Attestation, InitOptions, RotBackend, RunEvent, RuntimeImage,
-    ShutdownSignals, StateDir, Status, WhoAmI,
+    update_once, Agent, AttestError, Attestation, BootCheck, InitOptions, RotBackend, RunEvent,
+    RuntimeImage, ShutdownSignals, StateDir, Status, UpdateReport, WhoAmI,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -274,6 +274,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             )
         }
         AgentCommand::Run(args) => run_agent(mode, &args.state.state_dir, args.once).await,
+        AgentCommand::Update(args) => update_now(mode, &args.state.state_dir).await,
         AgentCommand::Status(args) => {
             let state = open(&args.state.state_dir)?;
             let status = state.read_status()?.with_context(|| {
@@ -319,6 +320,86 @@ async fn run_agent(mode: OutputMode, state_dir: &Path, once: bool) -> anyhow::Re
         })
         .await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `agent update --now`'s report.
+#[derive(Serialize)]
+struct UpdateNowReport {
+    #[serde(flatten)]
+    update: UpdateReport,
+    /// The re-attestation after a change: "pass", "fail: …", or absent.
+    attestation: Option<String>,
+}
+
+impl Render for UpdateNowReport {
+    fn human(&self) -> String {
+        let mut text = format!("Targets version {}\n", self.update.targets_version);
+        for c in &self.update.recovered {
+            text.push_str(&format!("  {c}: an interrupted update was rolled back\n"));
+        }
+        for o in &self.update.outcomes {
+            text.push_str(&format!(
+                "  {} {} (security version {}): {}{}\n",
+                o.name,
+                o.version,
+                o.security_version,
+                o.state,
+                o.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if self.update.outcomes.is_empty() {
+            text.push_str("  (nothing published for this device's group)\n");
+        }
+        if let Some(a) = &self.attestation {
+            text.push_str(&format!("Re-attested after the change: {a}\n"));
+        }
+        text
+    }
+}
+
+fn verdict_text(outcome: &Result<Attestation, AttestError>) -> String {
+    match outcome {
+        Ok(_) => "pass".to_owned(),
+        Err(AttestError::Refused { reasons }) => format!("fail: {}", reasons.join("; ")),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Boot, attest, one update round; after a change, boot and attest again
+/// (registers start from zero, as after a reboot).
+async fn update_now(mode: OutputMode, state_dir: &Path) -> anyhow::Result<ExitCode> {
+    init_logging(mode == OutputMode::Json);
+    let state = open(state_dir)?;
+    let runtime = RuntimeImage::current()?;
+    let (boot_state, boot_runtime) = (state.clone(), runtime.clone());
+    let agent = blocking(move || Agent::start(boot_state, &boot_runtime))
+        .await?
+        .context("measured boot failed; the agent did not start")?;
+    agent
+        .attest()
+        .await
+        .context("the device must attest before it can fetch updates")?;
+    drop(agent);
+    let update = update_once(&state, &BootCheck)
+        .await
+        .context("the update round did not run")?;
+    let mut attestation = None;
+    if update.changed {
+        let agent = blocking(move || Agent::start(state, &runtime))
+            .await?
+            .context("measured boot after the update failed")?;
+        attestation = Some(verdict_text(&agent.attest().await));
+    }
+    success(
+        mode,
+        &UpdateNowReport {
+            update,
+            attestation,
+        },
+    )
 }
 
 /// The one line per verdict that `agent run` prints to standard output.

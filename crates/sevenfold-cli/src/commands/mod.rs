@@ -7,6 +7,7 @@
 mod agent;
 mod audit;
 mod completions;
+mod deployment;
 mod device;
 mod device_group;
 mod image;
@@ -46,6 +47,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Role(args) => role::run(mode, args).await,
         Command::Product(args) => product::run(mode, args).await,
         Command::DeviceGroup(args) => device_group::run(mode, args).await,
+        Command::Deployment(args) => deployment::run(mode, args).await,
         Command::Manufacturer(command) => manufacturer::run(mode, command).await,
         Command::Device(args) => device::run(mode, args).await,
         Command::SigningKey(args) => signing_key::run(mode, args).await,
