@@ -434,3 +434,100 @@ fn a_phased_rollout_reaches_its_share_only_and_halts_past_the_failure_threshold(
     let after = update(&devices[1].0);
     assert_eq!(after["outcomes"], json!([]), "{after}");
 }
+
+#[test]
+fn the_running_agent_checks_for_updates_on_its_interval_and_boots_again() {
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, device) = f.device("dev1", &v1_file);
+    let agent = Command::new(support::bin())
+        .args([
+            "--output",
+            "json",
+            "agent",
+            "run",
+            "--state-dir",
+            s(&state),
+            "--update-interval",
+            "1",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    let d2 = f.deploy(&v2, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while active_sha256(&state) != file_sha256(&v2_file) {
+        assert!(std::time::Instant::now() < deadline, "v2 was not installed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // After the change it boots again and re-attests with v2 measured.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let history = f.admin.get(&format!(
+            "/api/v1/tenants/{}/devices/{device}/attestations",
+            f.tenant
+        ));
+        if history.body[0]["verdict"] == "pass" && history.body[0].to_string().contains(&v2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", history.body);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(device_row(&f.show(&d2), &device)["state"], "installed");
+    let _ = Command::new("kill")
+        .arg(agent.id().to_string())
+        .status()
+        .unwrap();
+    let out = agent.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(r#""event":"update""#), "{stdout}");
+    assert!(stdout.contains(r#""state":"installed""#), "{stdout}");
+}
+
+#[test]
+fn a_device_moved_to_another_group_refuses_that_groups_repository() {
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, device) = f.device("dev1", &v1_file);
+    // The device pins its group's root on first contact.
+    update(&state);
+    let product = f.op(&["product", "show", "lamp", "--tenant", "acme"]);
+    let production = product["device_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "Production")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    f.op(&[
+        "device",
+        "assign",
+        &device,
+        "--group",
+        &production,
+        "--tenant",
+        "acme",
+    ]);
+    let (v2, _) = f.image("2.0.0", 2, "release");
+    f.op(&[
+        "deployment",
+        "create",
+        "--group",
+        &production,
+        "--image",
+        &v2,
+        "--tenant",
+        "acme",
+    ]);
+    let out = sevenfold(&["agent", "update", "--now", "--state-dir", s(&state)]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("update repository was refused"), "{stderr}");
+    assert_eq!(active_sha256(&state), file_sha256(&v1_file));
+}

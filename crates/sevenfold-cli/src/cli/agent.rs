@@ -32,7 +32,11 @@ pub(crate) enum AgentCommand {
     /// (a development helper until over-the-air updates).
     Install(AgentInstallArgs),
     /// Run the device: measured boot, then attest and keep the device
-    /// certificate renewed until SIGINT or SIGTERM.
+    /// certificate renewed until SIGINT or SIGTERM. Beside that it checks
+    /// the device group's TUF repository for updates after the first
+    /// attestation and every `--update-interval` seconds; an update that
+    /// changes the installed images ends the boot and the agent boots again
+    /// (measuring the new images) and re-attests.
     ///
     /// Prints one line per attestation to standard output:
     /// `attested: pass, certificate valid until <RFC 3339>` or
@@ -115,6 +119,10 @@ pub(crate) struct AgentRunArgs {
     /// Exit after the first attestation: 0 on pass, non-zero on fail or error.
     #[arg(long)]
     pub(crate) once: bool,
+    /// Seconds between update checks (shortened by up to a quarter at
+    /// random); the first check follows the first attestation.
+    #[arg(long, value_name = "SECONDS", default_value_t = 4 * 3600)]
+    pub(crate) update_interval: u64,
 }
 
 #[derive(Debug, Args)]

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 use sevenfold_agent::{
-    update_once, Agent, AttestError, Attestation, BootCheck, InitOptions, RotBackend, RunEvent,
-    RuntimeImage, ShutdownSignals, StateDir, Status, UpdateReport, WhoAmI,
+    Agent, AttestError, Attestation, InitOptions, RotBackend, RunEvent, RuntimeImage,
+    ShutdownSignals, StateDir, Status, WhoAmI,
 };
 use tracing_subscriber::EnvFilter;
 
+use super::agent_update;
 use crate::cli::{AgentCommand, OutputMode, RotArg};
 use crate::files;
 use crate::output::{fields, or_dash, success, Render};
@@ -273,8 +274,11 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
                 },
             )
         }
-        AgentCommand::Run(args) => run_agent(mode, &args.state.state_dir, args.once).await,
-        AgentCommand::Update(args) => update_now(mode, &args.state.state_dir).await,
+        AgentCommand::Run(args) => {
+            let interval = std::time::Duration::from_secs(args.update_interval.max(1));
+            run_agent(mode, &args.state.state_dir, args.once, interval).await
+        }
+        AgentCommand::Update(args) => agent_update::update_now(mode, &args.state.state_dir).await,
         AgentCommand::Status(args) => {
             let state = open(&args.state.state_dir)?;
             let status = state.read_status()?.with_context(|| {
@@ -295,111 +299,57 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
     }
 }
 
-async fn run_agent(mode: OutputMode, state_dir: &Path, once: bool) -> anyhow::Result<ExitCode> {
+async fn run_agent(
+    mode: OutputMode,
+    state_dir: &Path,
+    once: bool,
+    update_interval: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     init_logging(mode == OutputMode::Json);
     // Listen before the boot, so a signal during it is not lost.
     let signals = ShutdownSignals::new();
-    let state = open(state_dir)?;
-    let runtime = RuntimeImage::current()?;
-    let agent = blocking(move || Agent::start(state, &runtime))
-        .await?
-        .context("measured boot failed; the agent did not start")?;
-    if once {
-        let outcome = agent.attest().await;
-        print_outcome(mode, &outcome, None);
-        outcome?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let shutdown = async move {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         let signal = signals.wait().await;
         tracing::info!(signal, "shutting down");
-    };
-    agent
-        .run(shutdown, |event: &RunEvent| {
-            print_outcome(mode, &event.outcome, Some(event.next_attempt_in));
-        })
-        .await;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `agent update --now`'s report.
-#[derive(Serialize)]
-struct UpdateNowReport {
-    #[serde(flatten)]
-    update: UpdateReport,
-    /// The re-attestation after a change: "pass", "fail: …", or absent.
-    attestation: Option<String>,
-}
-
-impl Render for UpdateNowReport {
-    fn human(&self) -> String {
-        let mut text = format!("Targets version {}\n", self.update.targets_version);
-        for c in &self.update.recovered {
-            text.push_str(&format!("  {c}: an interrupted update was rolled back\n"));
-        }
-        for o in &self.update.outcomes {
-            text.push_str(&format!(
-                "  {} {} (security version {}): {}{}\n",
-                o.name,
-                o.version,
-                o.security_version,
-                o.state,
-                o.reason
-                    .as_ref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ));
-        }
-        if self.update.outcomes.is_empty() {
-            text.push_str("  (nothing published for this device's group)\n");
-        }
-        if let Some(a) = &self.attestation {
-            text.push_str(&format!("Re-attested after the change: {a}\n"));
-        }
-        text
-    }
-}
-
-fn verdict_text(outcome: &Result<Attestation, AttestError>) -> String {
-    match outcome {
-        Ok(_) => "pass".to_owned(),
-        Err(AttestError::Refused { reasons }) => format!("fail: {}", reasons.join("; ")),
-        Err(e) => format!("error: {e}"),
-    }
-}
-
-/// Boot, attest, one update round; after a change, boot and attest again
-/// (registers start from zero, as after a reboot).
-async fn update_now(mode: OutputMode, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    init_logging(mode == OutputMode::Json);
-    let state = open(state_dir)?;
-    let runtime = RuntimeImage::current()?;
-    let (boot_state, boot_runtime) = (state.clone(), runtime.clone());
-    let agent = blocking(move || Agent::start(boot_state, &boot_runtime))
-        .await?
-        .context("measured boot failed; the agent did not start")?;
-    agent
-        .attest()
-        .await
-        .context("the device must attest before it can fetch updates")?;
-    drop(agent);
-    let update = update_once(&state, &BootCheck)
-        .await
-        .context("the update round did not run")?;
-    let mut attestation = None;
-    if update.changed {
-        let agent = blocking(move || Agent::start(state, &runtime))
+        let _ = stop_tx.send(true);
+    });
+    loop {
+        let state = open(state_dir)?;
+        let runtime = RuntimeImage::current()?;
+        let boot_state = state.clone();
+        let agent = blocking(move || Agent::start(boot_state, &runtime))
             .await?
-            .context("measured boot after the update failed")?;
-        attestation = Some(verdict_text(&agent.attest().await));
+            .context("measured boot failed; the agent did not start")?;
+        if once {
+            let outcome = agent.attest().await;
+            print_outcome(mode, &outcome, None);
+            outcome?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Updates run beside attestation; a round that changes the
+        // installed images ends this boot, and the loop boots again so the
+        // new images are measured and attested.
+        let (restart_tx, restart_rx) = tokio::sync::watch::channel(false);
+        let updater = tokio::spawn(agent_update::update_loop(
+            mode,
+            state,
+            update_interval,
+            restart_tx,
+            stop_rx.clone(),
+        ));
+        let shutdown = agent_update::until_either(stop_rx.clone(), restart_rx);
+        agent
+            .run(shutdown, |event: &RunEvent| {
+                print_outcome(mode, &event.outcome, Some(event.next_attempt_in));
+            })
+            .await;
+        updater.abort();
+        if *stop_rx.borrow() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tracing::info!("the installed images changed; booting again to measure them");
     }
-    success(
-        mode,
-        &UpdateNowReport {
-            update,
-            attestation,
-        },
-    )
 }
 
 /// The one line per verdict that `agent run` prints to standard output.
@@ -448,12 +398,12 @@ fn rfc3339(at: time::OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
-fn open(state_dir: &Path) -> anyhow::Result<StateDir> {
+pub(super) fn open(state_dir: &Path) -> anyhow::Result<StateDir> {
     Ok(StateDir::open(state_dir)?)
 }
 
 /// Runs blocking file and root-of-trust work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(work)
@@ -462,7 +412,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Logs to standard error, filtered by `RUST_LOG` (default `info`).
-fn init_logging(json: bool) {
+pub(super) fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
