@@ -481,6 +481,15 @@ fn the_running_agent_checks_for_updates_on_its_interval_and_boots_again() {
         .arg(agent.id().to_string())
         .status()
         .unwrap();
+    let mut agent = agent;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while agent.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = agent.kill();
+            panic!("the agent did not stop on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let out = agent.wait_with_output().unwrap();
     assert!(out.status.success(), "{:?}", out.status);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -171,3 +171,117 @@ async fn verify(part: &Path, sha256_hex: &str, length: u64) -> Result<Vec<u8>, D
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A tiny HTTP server: the first answer is cut after `cut` body bytes
+    /// (when given), later ones honour `Range: bytes=N-`. Serves `body`
+    /// while announcing `announce` as the full length.
+    async fn serve(
+        body: Vec<u8>,
+        cut: Option<usize>,
+    ) -> (reqwest::Url, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url =
+            reqwest::Url::parse(&format!("http://{}/t", listener.local_addr().unwrap())).unwrap();
+        let task = tokio::spawn(async move {
+            let mut ranges = Vec::new();
+            for request in 0..3 {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    break;
+                };
+                let mut head = vec![0u8; 4096];
+                let n = socket.read(&mut head).await.unwrap();
+                let head = String::from_utf8_lossy(&head[..n]).to_lowercase();
+                let from = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("range: bytes="))
+                    .and_then(|r| r.trim().trim_end_matches('-').parse::<usize>().ok());
+                ranges.push(from.map_or("none".to_owned(), |f| f.to_string()));
+                let start = from.unwrap_or(0);
+                let rest = &body[start..];
+                let status = if from.is_some() {
+                    "206 Partial Content"
+                } else {
+                    "200 OK"
+                };
+                let header = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    rest.len()
+                );
+                socket.write_all(header.as_bytes()).await.unwrap();
+                let send = match (request, cut) {
+                    (0, Some(cut)) => &rest[..cut],
+                    _ => rest,
+                };
+                let _ = socket.write_all(send).await;
+                let _ = socket.shutdown().await;
+                if request == 0 && cut.is_none() {
+                    break;
+                }
+                if request == 1 {
+                    break;
+                }
+            }
+            ranges
+        });
+        (url, task)
+    }
+
+    fn client() -> reqwest::Client {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_cut_download_resumes_where_it_stopped() {
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let sha = sevenfold_rot::Digest::of(&body).to_hex();
+        let (url, server) = serve(body.clone(), Some(40_000)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let got = fetch_verified(&client(), url, &sha, body.len() as u64, dir.path())
+            .await
+            .unwrap();
+        assert_eq!(got, body);
+        // The second request asked only for what was missing.
+        assert_eq!(server.await.unwrap(), ["none", "40000"]);
+        assert!(!dir.path().join(format!("{sha}.part")).exists());
+    }
+
+    #[tokio::test]
+    async fn more_bytes_than_signed_are_refused() {
+        let body = vec![7u8; 5000];
+        let sha = sevenfold_rot::Digest::of(&body[..1000]).to_hex();
+        let (url, _server) = serve(body, None).await;
+        let dir = tempfile::tempdir().unwrap();
+        let err = fetch_verified(&client(), url, &sha, 1000, dir.path())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DownloadError::TooLong(1000)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bytes_that_do_not_hash_to_the_signed_value_are_refused() {
+        let body = vec![7u8; 5000];
+        let (url, _server) = serve(body, None).await;
+        let dir = tempfile::tempdir().unwrap();
+        let err = fetch_verified(&client(), url, &"00".repeat(32), 5000, dir.path())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DownloadError::HashMismatch { .. }), "{err}");
+        // Nothing unverified is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -111,24 +111,20 @@ pub async fn update_once(
 ) -> Result<UpdateReport, UpdateError> {
     fsutil::create_private_dir(&state.path(UPDATES_DIR))?;
     let lock = lock::UpdateLock::acquire(&state.path(UPDATES_DIR).join("lock"))?;
-
     let rot = state.open_rot()?;
     let slots = Slots::new(state);
-    let mut report = UpdateReport::default();
-    let recovered = slots.recover()?;
-    reconcile_counters(state, &slots, rot.as_ref())?;
-    report.changed = !recovered.is_empty();
+    let mut report = UpdateReport {
+        recovered: recover_locked(state, &slots, rot.as_ref())?,
+        ..UpdateReport::default()
+    };
+    report.changed = !report.recovered.is_empty();
 
     let chain = state
         .certificate_pem()
         .map_err(|_| UpdateError::NoCertificate)?;
     let client = ServiceClient::with_identity(state, &chain, &state.tls_key()?)?;
-    for r in &recovered {
-        if let Some(deployment) = &r.deployment_id {
-            let reason = "the device restarted before the update was committed; rolled back";
-            report_progress(&client, deployment, "rolled-back", Some(reason)).await;
-        }
-        report.recovered.push(r.component_id.clone());
+    for (_, deployment, reason) in slots.take_unreported()? {
+        report_progress(&client, &deployment, "rolled-back", Some(&reason)).await;
     }
 
     let repo = load_repository(state, &client).await?;
@@ -241,6 +237,33 @@ pub async fn update_once(
     }
     drop(lock);
     Ok(report)
+}
+
+/// Settles what a crash or power loss left, before measured boot: rolls
+/// back uncommitted trials and re-applies the counters of committed images.
+/// Returns the components rolled back. Skipped (empty) while another
+/// process runs an update round, whose trial is not abandoned.
+pub fn recover(state: &StateDir) -> Result<Vec<String>, UpdateError> {
+    if !fsutil::exists(&state.path(slots::SLOTS_DIR))? {
+        return Ok(Vec::new());
+    }
+    let _lock = match lock::UpdateLock::acquire(&state.path(UPDATES_DIR).join("lock")) {
+        Ok(lock) => lock,
+        Err(UpdateError::Busy) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let rot = state.open_rot()?;
+    recover_locked(state, &Slots::new(state), rot.as_ref())
+}
+
+fn recover_locked(
+    state: &StateDir,
+    slots: &Slots<'_>,
+    rot: &dyn RootOfTrust,
+) -> Result<Vec<String>, UpdateError> {
+    let recovered = slots.recover()?;
+    reconcile_counters(state, slots, rot)?;
+    Ok(recovered.into_iter().map(|r| r.component_id).collect())
 }
 
 /// Loads and verifies the group's repository with `tough`.

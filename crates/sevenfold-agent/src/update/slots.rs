@@ -29,6 +29,9 @@ pub(crate) const SLOTS_DIR: &str = "updates/slots";
 const SLOT_FILE: &str = "slot.toml";
 const EXTENSION: &str = "imagepackage";
 const MAX_SLOT_FILE_LEN: u64 = 64 * 1024;
+/// The reason reported for a trial rolled back at recovery.
+pub(crate) const INTERRUPTED: &str =
+    "the device restarted before the update was committed; rolled back";
 
 /// One of the two slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +77,9 @@ pub(crate) struct SlotState {
     /// power failed between commit and counter).
     #[serde(default)]
     pub(crate) security_version: Option<u32>,
+    /// A rollback done at recovery that the service has not been told of.
+    #[serde(default)]
+    pub(crate) unreported: Option<String>,
 }
 
 /// A rollback done by [`Slots::recover`]: a trial interrupted by a crash.
@@ -122,6 +128,7 @@ impl<'a> Slots<'a> {
                 trial: false,
                 deployment_id: None,
                 security_version: None,
+                unreported: None,
             });
         }
         fsutil::create_private_dir(&dir)?;
@@ -132,6 +139,7 @@ impl<'a> Slots<'a> {
             trial: false,
             deployment_id: None,
             security_version: None,
+            unreported: None,
         };
         self.save(component, &adopted)?;
         Ok(adopted)
@@ -185,6 +193,7 @@ impl<'a> Slots<'a> {
                 trial: true,
                 deployment_id: Some(deployment_id.to_owned()),
                 security_version: None,
+                unreported: None,
             },
         )?;
         self.point(component, Some(target))?;
@@ -200,6 +209,21 @@ impl<'a> Slots<'a> {
         state.trial = false;
         state.security_version = Some(security_version);
         self.save(component, &state)
+    }
+
+    /// Takes the recovery rollbacks not yet reported: (component, deployment, reason).
+    pub(crate) fn take_unreported(&self) -> Result<Vec<(String, String, String)>, AgentError> {
+        let mut out = Vec::new();
+        for component in self.components()? {
+            let mut state = self.load(&component)?;
+            if let Some(reason) = state.unreported.take() {
+                if let Some(deployment) = state.deployment_id.clone() {
+                    out.push((component.clone(), deployment, reason));
+                }
+                self.save(&component, &state)?;
+            }
+        }
+        Ok(out)
     }
 
     /// Components with a slot directory.
@@ -236,6 +260,7 @@ impl<'a> Slots<'a> {
                 trial: false,
                 deployment_id: state.deployment_id,
                 security_version: None,
+                unreported: None,
             },
         )
     }
@@ -248,6 +273,9 @@ impl<'a> Slots<'a> {
             if state.trial {
                 tracing::warn!(component = %component, "an update was interrupted before it was committed; rolling back");
                 self.rollback(&component)?;
+                let mut after = self.load(&component)?;
+                after.unreported = Some(INTERRUPTED.to_owned());
+                self.save(&component, &after)?;
                 recovered.push(Recovered {
                     component_id: component,
                     deployment_id: state.deployment_id,

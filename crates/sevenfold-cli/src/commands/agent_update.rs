@@ -81,10 +81,21 @@ pub(super) async fn update_now(mode: OutputMode, state_dir: &Path) -> anyhow::Re
     let agent = blocking(move || Agent::start(boot_state, &boot_runtime))
         .await?
         .context("measured boot failed; the agent did not start")?;
-    agent
-        .attest()
-        .await
-        .context("the device must attest before it can fetch updates")?;
+    match agent.attest().await {
+        Ok(_) => {}
+        // A certificate from an earlier attestation still serves; the
+        // service refuses it if it is no longer valid.
+        Err(AttestError::RateLimited { .. }) if state.certificate_pem().is_ok() => {
+            tracing::info!(
+                "attestation is rate-limited; fetching updates with the current certificate"
+            )
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context("the device must attest before it can fetch updates")
+            )
+        }
+    }
     drop(agent);
     let update = update_once(&state, &BootCheck)
         .await
@@ -163,16 +174,18 @@ pub(super) async fn update_loop(
     }
 }
 
-/// Completes when either watch turns true.
-pub(super) async fn until_either(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) {
-    loop {
-        if *a.borrow() || *b.borrow() {
-            return;
+/// Completes when either watch turns true. A watch whose sender is gone
+/// without turning true never completes, and never stops the other one
+/// from being watched.
+pub(super) async fn until_either(a: watch::Receiver<bool>, b: watch::Receiver<bool>) {
+    async fn turned_true(mut rx: watch::Receiver<bool>) {
+        if rx.wait_for(|v| *v).await.is_err() {
+            std::future::pending::<()>().await;
         }
-        tokio::select! {
-            r = a.changed() => if r.is_err() { std::future::pending::<()>().await },
-            r = b.changed() => if r.is_err() { std::future::pending::<()>().await },
-        }
+    }
+    tokio::select! {
+        () = turned_true(a) => {}
+        () = turned_true(b) => {}
     }
 }
 
@@ -185,4 +198,25 @@ fn jittered(interval: Duration) -> Duration {
     }
     let share = u64::from_le_bytes(word) as f64 / u64::MAX as f64;
     interval.mul_f64(1.0 - UPDATE_JITTER * share)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_is_seen_even_after_the_other_sender_is_gone() {
+        for _ in 0..50 {
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let (restart_tx, restart_rx) = watch::channel(false);
+            drop(restart_tx);
+            let waiting = tokio::spawn(until_either(stop_rx, restart_rx));
+            stop_tx.send(true).unwrap();
+            drop(stop_tx);
+            tokio::time::timeout(Duration::from_secs(5), waiting)
+                .await
+                .expect("the stop was missed")
+                .unwrap();
+        }
+    }
 }
