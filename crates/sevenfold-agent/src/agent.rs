@@ -50,6 +50,16 @@ impl Agent {
     /// records the boot in `status.json`. Blocking (it reads every package):
     /// call it from a blocking context.
     pub fn start(state: StateDir, runtime: &RuntimeImage) -> Result<Agent, AgentError> {
+        // An update interrupted by a crash is rolled back before anything is
+        // measured, so boot sees committed images only.
+        match crate::update::recover(&state) {
+            Ok(rolled_back) if !rolled_back.is_empty() => {
+                tracing::warn!(components = ?rolled_back, "rolled back updates a restart interrupted")
+            }
+            Ok(_) => {}
+            Err(crate::update::UpdateError::Local(e)) => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "update recovery skipped"),
+        }
         let rot = state.open_rot()?;
         let tls_key = state.tls_key()?;
         let client = ServiceClient::new(&state)?;

@@ -212,7 +212,7 @@ fn fail(report: &mut BootReport, file_name: &str, reason: String) {
 
 /// All checks of one image. The outer error stops the boot; the inner one
 /// refuses this image only.
-fn check_image(
+pub(crate) fn check_image(
     path: &Path,
     limits: &Limits,
     trusted: &TrustedKeys,

@@ -70,6 +70,11 @@ impl ServiceClient {
         })
     }
 
+    /// The underlying HTTP client (same TLS configuration), for streaming.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// `<service>/<segments…>`.
     pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();

@@ -130,6 +130,20 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()
     sync_dir(dir)
 }
 
+/// Makes `dir/name` another name of the file `source` (a hard link),
+/// replacing what `dir/name` was in one atomic rename. Durable when it
+/// returns. Both must be on one file system (they are: the state directory).
+pub(crate) fn link_atomic(source: &Path, dir: &Path, name: &str) -> Result<(), AgentError> {
+    let temp = dir.join(temp_name(name));
+    fs::hard_link(source, &temp).map_err(|e| AgentError::io("link", &temp, e))?;
+    let dest = dir.join(name);
+    if let Err(e) = fs::rename(&temp, &dest) {
+        let _ = fs::remove_file(&temp);
+        return Err(AgentError::io("switch", dest, e));
+    }
+    sync_dir(dir)
+}
+
 /// Writes `contents` to `dir/name` atomically unless it exists; returns
 /// whether it wrote (a hard link makes check-and-create one step).
 pub(crate) fn write_new(dir: &Path, name: &str, contents: &[u8]) -> Result<bool, AgentError> {

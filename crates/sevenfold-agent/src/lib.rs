@@ -59,6 +59,7 @@ mod error;
 mod fsutil;
 mod state;
 mod status;
+pub mod update;
 mod whoami;
 
 pub use agent::{
@@ -76,6 +77,8 @@ pub use state::{
     TRUSTED_KEYS_DIR, TRUSTED_KEY_SUFFIX,
 };
 pub use status::{MeasurementStatus, Status, VERDICT_FAIL, VERDICT_PASS};
+pub use update::health::{BootCheck, HealthCheck};
+pub use update::{update_once, TargetOutcome, UpdateError, UpdateReport, UPDATES_DIR};
 pub use whoami::{whoami, WhoAmI, WHOAMI_PATH};
 
 /// `counters.toml`.

@@ -7,6 +7,8 @@
 //! - [`attestation`]: evidence a device sends to attest, the event log and
 //!   the checks that need no database (quote, log replay).
 //! - [`api`]: request and response bodies of the operator API.
+//! - [`update`]: TUF target custom metadata, rollout membership, progress
+//!   reports and deployment bodies.
 //! - [`manifest`]: the application manifest (`app_manifest.json`), validated
 //!   into a domain type; every problem is reported with its JSON path.
 //!
@@ -23,3 +25,4 @@ pub mod api;
 pub mod attestation;
 pub mod manifest;
 pub mod package;
+pub mod update;

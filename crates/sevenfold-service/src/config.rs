@@ -74,6 +74,9 @@ pub struct ConfigLayer {
     /// Replicas sharing a database must share it; without it, a key file
     /// in the data directory is used (created on first start).
     pub ca_wrap_key: Option<String>,
+    /// Lifetime in seconds of each group's TUF timestamp (re-signed online
+    /// at half of it). Short, so a device notices a frozen repository.
+    pub tuf_timestamp_ttl_secs: Option<u64>,
 }
 
 impl ConfigLayer {
@@ -132,6 +135,10 @@ impl ConfigLayer {
             )?,
             log_format: get("SEVENFOLD_LOG_FORMAT"),
             ca_wrap_key: get("SEVENFOLD_CA_WRAP_KEY"),
+            tuf_timestamp_ttl_secs: parse(
+                "SEVENFOLD_TUF_TIMESTAMP_TTL_SECS",
+                get("SEVENFOLD_TUF_TIMESTAMP_TTL_SECS"),
+            )?,
         })
     }
 
@@ -150,6 +157,7 @@ impl ConfigLayer {
                 .or(lower.database_max_connections),
             log_format: self.log_format.or(lower.log_format),
             ca_wrap_key: self.ca_wrap_key.or(lower.ca_wrap_key),
+            tuf_timestamp_ttl_secs: self.tuf_timestamp_ttl_secs.or(lower.tuf_timestamp_ttl_secs),
         }
     }
 }
@@ -177,6 +185,8 @@ pub struct ServerConfig {
     pub json_logs: bool,
     /// Hex CA wrap key, if configured.
     pub ca_wrap_key: Option<String>,
+    /// Lifetime of TUF timestamps, seconds (default one day).
+    pub tuf_timestamp_ttl_secs: u64,
 }
 
 /// Default operator API address.
@@ -259,6 +269,7 @@ impl ServerConfig {
             database_max_connections: merged.database_max_connections.unwrap_or(10).max(1),
             json_logs,
             ca_wrap_key: merged.ca_wrap_key,
+            tuf_timestamp_ttl_secs: merged.tuf_timestamp_ttl_secs.unwrap_or(86_400).max(1),
         })
     }
 }

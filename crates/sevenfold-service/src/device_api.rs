@@ -61,6 +61,18 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/device/v1/attestation/nonce", post(nonce))
         .route("/device/v1/attestation/evidence", post(evidence))
         .route("/device/v1/whoami", get(whoami))
+        .route(
+            "/device/v1/tuf/metadata/{file}",
+            get(crate::updates::device_routes::metadata),
+        )
+        .route(
+            "/device/v1/tuf/targets/{file}",
+            get(crate::updates::device_routes::target),
+        )
+        .route(
+            "/device/v1/updates/progress",
+            post(crate::updates::device_routes::progress),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::NotFound("no such device API endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))

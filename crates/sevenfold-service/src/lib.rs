@@ -9,6 +9,7 @@
 //! - [`store`]: the database, one set of queries for both back-ends.
 //! - [`blobs`]: immutable blobs (image packages), written atomically.
 //! - `api`: axum handlers; `auth`: tokens, roles and the `Operator` extractor.
+//! - [`updates`]: TUF repositories per device group, deployments, rollouts.
 //! - [`server`]: TLS, the accept loop, graceful shutdown.
 //!
 //! Design rule: nothing that replicas must share lives in process memory;
@@ -40,6 +41,7 @@ pub mod server;
 pub mod store;
 mod tenant_ca;
 mod tls;
+pub mod updates;
 
 pub use server::ServerError;
 

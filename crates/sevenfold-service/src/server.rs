@@ -107,7 +107,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .await
         .map_err(|e| ServerError::io(&config.data_dir.join("blobs"), e))?;
     let tls = tls::load_or_create(&config.data_dir, &config.hostnames)?;
-    let tenant_cas = Arc::new(crate::tenant_ca::TenantCas::new(wrap_key(&config)?));
+    let wrap = Arc::new(wrap_key(&config)?);
+    let tenant_cas = Arc::new(crate::tenant_ca::TenantCas::new(Arc::clone(&wrap)));
     let bootstrap_token = auth::bootstrap(&store).await?;
 
     let (listener, operator_addr) = bind(config.listen).await?;
@@ -117,6 +118,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         blobs,
         Arc::new(config),
         metrics::install(),
+        wrap,
         tenant_cas,
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -132,7 +134,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         crate::device_api::router(state.clone()),
         shutdown_rx.clone(),
     ));
-    let housekeeping = tokio::spawn(housekeeping(state.store.clone(), shutdown_rx));
+    let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown_rx));
     let task = tokio::spawn(async move {
         let _ = tokio::join!(operator, device, housekeeping);
     });
@@ -178,8 +180,12 @@ fn wrap_key(config: &ServerConfig) -> Result<sevenfold_pki::KeyWrap, ServerError
         .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
 }
 
-/// Periodically deletes expired nonces and old rate-limit windows.
-async fn housekeeping(store: Store, mut shutdown: watch::Receiver<bool>) {
+/// Periodically deletes expired nonces and old rate-limit windows, and
+/// re-signs TUF timestamps past half their life (any replica may; the
+/// database serialises them).
+async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let store = state.store.clone();
+    let expiry = crate::updates::Expiry::with_timestamp_secs(state.config.tuf_timestamp_ttl_secs);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
@@ -190,6 +196,9 @@ async fn housekeeping(store: Store, mut shutdown: watch::Receiver<bool>) {
             .await
         {
             tracing::warn!(error = %e, "housekeeping failed");
+        }
+        if let Err(e) = crate::updates::refresh_expiring(&store, &state.wrap, &expiry).await {
+            tracing::warn!(error = %e, "re-signing TUF timestamps failed");
         }
     }
 }

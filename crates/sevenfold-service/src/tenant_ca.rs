@@ -46,7 +46,7 @@ pub(crate) enum TenantCaError {
 /// The tenant CAs: the key that wraps their private keys at rest, and
 /// caches keyed by certificate fingerprint.
 pub(crate) struct TenantCas {
-    wrap: KeyWrap,
+    wrap: Arc<KeyWrap>,
     /// Unwrapped CAs by fingerprint.
     issuers: Mutex<HashMap<String, Arc<TenantCa>>>,
     /// Parsed CA certificates by fingerprint.
@@ -59,7 +59,7 @@ pub(crate) struct TenantCas {
 
 impl TenantCas {
     /// Tenant CAs whose keys are wrapped under `wrap`.
-    pub(crate) fn new(wrap: KeyWrap) -> TenantCas {
+    pub(crate) fn new(wrap: Arc<KeyWrap>) -> TenantCas {
         TenantCas {
             wrap,
             issuers: Mutex::new(HashMap::new()),

@@ -32,7 +32,11 @@ pub(crate) enum AgentCommand {
     /// (a development helper until over-the-air updates).
     Install(AgentInstallArgs),
     /// Run the device: measured boot, then attest and keep the device
-    /// certificate renewed until SIGINT or SIGTERM.
+    /// certificate renewed until SIGINT or SIGTERM. Beside that it checks
+    /// the device group's TUF repository for updates after the first
+    /// attestation and every `--update-interval` seconds; an update that
+    /// changes the installed images ends the boot and the agent boots again
+    /// (measuring the new images) and re-attests.
     ///
     /// Prints one line per attestation to standard output:
     /// `attested: pass, certificate valid until <RFC 3339>` or
@@ -41,6 +45,13 @@ pub(crate) enum AgentCommand {
     /// `tenant_id`, `next_attempt_in_seconds`). Attempts that get no verdict
     /// are logged to standard error (`RUST_LOG`) and retried with back-off.
     Run(AgentRunArgs),
+    /// Fetch and apply updates now: boot and attest, walk the device group's
+    /// TUF repository, install each new image to its inactive slot,
+    /// health-check it, then commit and raise its anti-rollback counter or
+    /// roll back; after a change, boot again and re-attest. Prints the
+    /// outcome per target (`--output json`: `targets_version`, `outcomes`,
+    /// `recovered`, `changed`, `attestation`).
+    Update(AgentUpdateArgs),
     /// Show what the agent last did (`status.json`).
     Status(AgentStatusArgs),
     /// Ask the service who this device is, over mutual TLS with the device
@@ -108,6 +119,20 @@ pub(crate) struct AgentRunArgs {
     /// Exit after the first attestation: 0 on pass, non-zero on fail or error.
     #[arg(long)]
     pub(crate) once: bool,
+    /// Seconds between update checks (shortened by up to a quarter at
+    /// random); the first check follows the first attestation.
+    #[arg(long, value_name = "SECONDS", default_value_t = 4 * 3600)]
+    pub(crate) update_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentUpdateArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// Check now rather than waiting for the running agent's next interval
+    /// (the only mode so far; the flag keeps the command's meaning explicit).
+    #[arg(long, required = true)]
+    pub(crate) now: bool,
 }
 
 #[derive(Debug, Args)]

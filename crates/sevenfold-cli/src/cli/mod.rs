@@ -4,6 +4,7 @@
 //! the commands that talk to a Security Service, [`server`] the server itself.
 
 mod agent;
+mod deployment;
 mod operator;
 mod server;
 
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub(crate) use self::agent::*;
+pub(crate) use self::deployment::*;
 pub(crate) use self::operator::*;
 pub(crate) use self::server::ServerArgs;
 
@@ -93,6 +95,9 @@ pub(crate) enum Command {
     SigningKey(SigningKeyArgs),
     /// The hash-chained operator audit log.
     Audit(AuditArgs),
+    /// Deployments: publish images to a device group's TUF repository,
+    /// phased (`--percent`), halting by itself past `--max-failure-percent`.
+    Deployment(DeploymentArgs),
     /// The Sevenfold runtime builds devices may run (server administrators
     /// add and revoke them).
     Runtime(RuntimeArgs),

@@ -13,6 +13,7 @@ use sevenfold_agent::{
 };
 use tracing_subscriber::EnvFilter;
 
+use super::agent_update;
 use crate::cli::{AgentCommand, OutputMode, RotArg};
 use crate::files;
 use crate::output::{fields, or_dash, success, Render};
@@ -273,7 +274,11 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
                 },
             )
         }
-        AgentCommand::Run(args) => run_agent(mode, &args.state.state_dir, args.once).await,
+        AgentCommand::Run(args) => {
+            let interval = std::time::Duration::from_secs(args.update_interval.max(1));
+            run_agent(mode, &args.state.state_dir, args.once, interval).await
+        }
+        AgentCommand::Update(args) => agent_update::update_now(mode, &args.state.state_dir).await,
         AgentCommand::Status(args) => {
             let state = open(&args.state.state_dir)?;
             let status = state.read_status()?.with_context(|| {
@@ -294,31 +299,57 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
     }
 }
 
-async fn run_agent(mode: OutputMode, state_dir: &Path, once: bool) -> anyhow::Result<ExitCode> {
+async fn run_agent(
+    mode: OutputMode,
+    state_dir: &Path,
+    once: bool,
+    update_interval: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     init_logging(mode == OutputMode::Json);
     // Listen before the boot, so a signal during it is not lost.
     let signals = ShutdownSignals::new();
-    let state = open(state_dir)?;
-    let runtime = RuntimeImage::current()?;
-    let agent = blocking(move || Agent::start(state, &runtime))
-        .await?
-        .context("measured boot failed; the agent did not start")?;
-    if once {
-        let outcome = agent.attest().await;
-        print_outcome(mode, &outcome, None);
-        outcome?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let shutdown = async move {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         let signal = signals.wait().await;
         tracing::info!(signal, "shutting down");
-    };
-    agent
-        .run(shutdown, |event: &RunEvent| {
-            print_outcome(mode, &event.outcome, Some(event.next_attempt_in));
-        })
-        .await;
-    Ok(ExitCode::SUCCESS)
+        let _ = stop_tx.send(true);
+    });
+    loop {
+        let state = open(state_dir)?;
+        let runtime = RuntimeImage::current()?;
+        let boot_state = state.clone();
+        let agent = blocking(move || Agent::start(boot_state, &runtime))
+            .await?
+            .context("measured boot failed; the agent did not start")?;
+        if once {
+            let outcome = agent.attest().await;
+            print_outcome(mode, &outcome, None);
+            outcome?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Updates run beside attestation; a round that changes the
+        // installed images ends this boot, and the loop boots again so the
+        // new images are measured and attested.
+        let (restart_tx, restart_rx) = tokio::sync::watch::channel(false);
+        let updater = tokio::spawn(agent_update::update_loop(
+            mode,
+            state,
+            update_interval,
+            restart_tx,
+            stop_rx.clone(),
+        ));
+        let shutdown = agent_update::until_either(stop_rx.clone(), restart_rx);
+        agent
+            .run(shutdown, |event: &RunEvent| {
+                print_outcome(mode, &event.outcome, Some(event.next_attempt_in));
+            })
+            .await;
+        updater.abort();
+        if *stop_rx.borrow() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tracing::info!("the installed images changed; booting again to measure them");
+    }
 }
 
 /// The one line per verdict that `agent run` prints to standard output.
@@ -367,12 +398,12 @@ fn rfc3339(at: time::OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
-fn open(state_dir: &Path) -> anyhow::Result<StateDir> {
+pub(super) fn open(state_dir: &Path) -> anyhow::Result<StateDir> {
     Ok(StateDir::open(state_dir)?)
 }
 
 /// Runs blocking file and root-of-trust work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(work)
@@ -381,7 +412,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Logs to standard error, filtered by `RUST_LOG` (default `info`).
-fn init_logging(json: bool) {
+pub(super) fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -5,8 +5,10 @@
 //! commands and quickstart are `async` and run on the runtime `main` builds.
 
 mod agent;
+mod agent_update;
 mod audit;
 mod completions;
+mod deployment;
 mod device;
 mod device_group;
 mod image;
@@ -46,6 +48,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Role(args) => role::run(mode, args).await,
         Command::Product(args) => product::run(mode, args).await,
         Command::DeviceGroup(args) => device_group::run(mode, args).await,
+        Command::Deployment(args) => deployment::run(mode, args).await,
         Command::Manufacturer(command) => manufacturer::run(mode, command).await,
         Command::Device(args) => device::run(mode, args).await,
         Command::SigningKey(args) => signing_key::run(mode, args).await,

@@ -10,6 +10,7 @@
 //! (`DefaultBodyLimit`, raised only on the image upload route), then routing.
 
 mod audit;
+mod deployments;
 mod devices;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -45,7 +46,9 @@ pub(crate) struct AppState {
     pub(crate) blobs: BlobStore,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) metrics: PrometheusHandle,
-    /// Tenant CAs: the key wrapping their private keys at rest, and caches.
+    /// Wraps private keys kept at rest (tenant CAs, online TUF keys).
+    pub(crate) wrap: Arc<sevenfold_pki::KeyWrap>,
+    /// Tenant CAs (their keys wrapped under `wrap`), with caches.
     pub(crate) tenant_cas: Arc<crate::tenant_ca::TenantCas>,
     /// Trusted manufacturer CAs, as the attestation path caches them.
     pub(crate) manufacturers: Arc<crate::attestation::ManufacturerTrust>,
@@ -59,6 +62,7 @@ impl AppState {
         blobs: BlobStore,
         config: Arc<ServerConfig>,
         metrics: PrometheusHandle,
+        wrap: Arc<sevenfold_pki::KeyWrap>,
         tenant_cas: Arc<crate::tenant_ca::TenantCas>,
     ) -> AppState {
         AppState {
@@ -66,6 +70,7 @@ impl AppState {
             blobs,
             config,
             metrics,
+            wrap,
             tenant_cas,
             manufacturers: Arc::new(crate::attestation::ManufacturerTrust::new()),
             verified_certificates: Arc::new(crate::device_api::verified_certificates()),
@@ -195,6 +200,12 @@ pub(crate) fn timestamp(ms: i64) -> String {
         images::download_image,
         audit::list_audit,
         audit::verify_audit,
+        deployments::create_deployment,
+        deployments::list_deployments,
+        deployments::show_deployment,
+        deployments::update_deployment,
+        deployments::resume_deployment,
+        deployments::cancel_deployment,
     ),
     components(schemas(sevenfold_core::api::Problem))
 )]
@@ -318,7 +329,23 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/runtime-releases/{digest}/revoke",
             post(identity::revoke_release),
         )
-        .route("/api/v1/audit/verify", get(audit::verify_audit));
+        .route("/api/v1/audit/verify", get(audit::verify_audit))
+        .route(
+            &format!("{t}/deployments"),
+            get(deployments::list_deployments).post(deployments::create_deployment),
+        )
+        .route(
+            &format!("{t}/deployments/{{deployment}}"),
+            get(deployments::show_deployment).patch(deployments::update_deployment),
+        )
+        .route(
+            &format!("{t}/deployments/{{deployment}}/resume"),
+            post(deployments::resume_deployment),
+        )
+        .route(
+            &format!("{t}/deployments/{{deployment}}/cancel"),
+            post(deployments::cancel_deployment),
+        );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

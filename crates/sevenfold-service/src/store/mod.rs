@@ -52,6 +52,7 @@ mod images;
 mod model;
 mod products;
 mod tenants;
+mod updates;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -75,6 +76,10 @@ pub use model::{
     TransferStatus, UpdatePolicy, User,
 };
 pub use products::DEFAULT_GROUPS;
+pub use updates::{
+    Deployment, DeploymentImage, DeploymentStatus, DeviceProgress, NewDeployment, ProgressState,
+    TufKeyRecord, TufMetadataRecord,
+};
 
 /// The schema migrations, in order: (version, description, SQL). Embedded
 /// with `include_str!`; a new `migrations/NNNN_name.sql` must be added here
@@ -90,6 +95,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "attestation",
         include_str!("../../migrations/0002_attestation.sql"),
+    ),
+    (
+        3,
+        "updates",
+        include_str!("../../migrations/0003_updates.sql"),
     ),
 ];
 

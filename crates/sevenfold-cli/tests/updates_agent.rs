@@ -1,0 +1,542 @@
+//! Issue 5 end to end: a real server process and real agent processes.
+//! Images are published through the device group's TUF repository with
+//! `sevenfold deployment create`; `sevenfold agent update --now` fetches
+//! through TUF, installs to the inactive slot, health-checks, commits and
+//! raises the anti-rollback counter (or rolls back), and re-attests.
+//! Attacks and failures are refused with their reason recorded on the
+//! deployment.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+use support::{cli_ok, Api, TestServer};
+
+const BLINK: &str = "5b9a1c52-3f0b-4a39-9d7e-6f2d1c3e8a10";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn sevenfold(args: &[&str]) -> Output {
+    Command::new(support::bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let out = sevenfold(&all);
+    assert!(
+        out.status.success(),
+        "sevenfold {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    server: TestServer,
+    admin: Api,
+    token: String,
+    tenant: String,
+    group: String,
+}
+
+impl Fleet {
+    fn start(env: &[(&str, &str)]) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("data"), None, env);
+        let token = server.bootstrap_token.clone().unwrap();
+        let admin = server.client(&token);
+        let mut fleet = Fleet {
+            dir,
+            server,
+            admin,
+            token,
+            tenant: String::new(),
+            group: String::new(),
+        };
+        ok_json(&[
+            "manufacturer",
+            "init",
+            "--out-dir",
+            s(&fleet.path("maker")),
+            "--name",
+            "Test Silicon",
+        ]);
+        let ca = std::fs::read_to_string(fleet.path("maker/ca.pem")).unwrap();
+        let r = fleet
+            .admin
+            .post("/api/v1/manufacturer-cas", json!({"certificate_pem": ca}));
+        assert_eq!(r.status, 201, "{r:?}");
+        let runtime = sevenfold_rot::Digest::of(&std::fs::read(support::bin()).unwrap());
+        let r = fleet.admin.post(
+            "/api/v1/runtime-releases",
+            json!({"digest": runtime.to_hex(), "version": "test"}),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        ok_json(&["keygen", "--out", s(&fleet.path("release.pem"))]);
+        ok_json(&["keygen", "--out", s(&fleet.path("other.pem"))]);
+        fleet.tenant = fleet.op(&["tenant", "create", "acme"])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for key in ["release", "other"] {
+            fleet.op(&[
+                "signing-key",
+                "add",
+                s(&fleet.path(&format!("{key}.pub.pem"))),
+                "--name",
+                key,
+                "--tenant",
+                "acme",
+            ]);
+        }
+        let product = fleet.op(&["product", "create", "lamp", "--tenant", "acme"]);
+        fleet.group = product["device_groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "Field Test")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        fleet
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn op(&self, args: &[&str]) -> Value {
+        cli_ok(&self.server, &self.token, &self.path("config"), args)
+    }
+
+    /// Packages blink at `version` / `security_version`, signed with `key`,
+    /// uploads it, and returns (image ID, package file).
+    fn image(&self, version: &str, security_version: u32, key: &str) -> (String, PathBuf) {
+        let manifest: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../apps/blink/app_manifest.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut manifest = manifest;
+        manifest["Version"] = json!(version);
+        manifest["SecurityVersion"] = json!(security_version);
+        let manifest_path = self.path(&format!("manifest-{version}.json"));
+        std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+        let out = self.path(&format!("blink-{version}.imagepackage"));
+        ok_json(&[
+            "package",
+            "--manifest",
+            s(&manifest_path),
+            "--payload",
+            s(&Path::new(env!("SEVENFOLD_SAMPLE_WASM_DIR")).join("blink.wasm")),
+            "--key",
+            s(&self.path(&format!("{key}.pem"))),
+            "--out",
+            s(&out),
+        ]);
+        let id = self.op(&["image", "add", s(&out), "--tenant", "acme"])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (id, out)
+    }
+
+    /// A device in the group, trusting the release key, with `v1` installed
+    /// and attested once.
+    fn device(&self, name: &str, v1: &Path) -> (PathBuf, String) {
+        let state = self.path(name);
+        let init = ok_json(&[
+            "agent",
+            "init",
+            "--state-dir",
+            s(&state),
+            "--service",
+            &self.server.device_url,
+            "--service-ca",
+            s(&self.server.ca_file),
+            "--endorse-with",
+            s(&self.path("maker")),
+        ]);
+        let id = init["device_id"].as_str().unwrap().to_owned();
+        self.op(&[
+            "device",
+            "claim",
+            &id,
+            "--endorsement",
+            s(&state.join("endorsement.pem")),
+            "--tenant",
+            "acme",
+        ]);
+        self.op(&[
+            "device",
+            "assign",
+            &id,
+            "--group",
+            &self.group,
+            "--tenant",
+            "acme",
+        ]);
+        ok_json(&[
+            "agent",
+            "trust-key",
+            "--state-dir",
+            s(&state),
+            s(&self.path("release.pub.pem")),
+        ]);
+        ok_json(&["agent", "install", "--state-dir", s(&state), s(v1)]);
+        (state, id)
+    }
+
+    fn deploy(&self, image: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "deployment",
+            "create",
+            "--group",
+            &self.group,
+            "--image",
+            image,
+            "--tenant",
+            "acme",
+        ];
+        args.extend_from_slice(extra);
+        self.op(&args)["id"].as_str().unwrap().to_owned()
+    }
+
+    fn show(&self, deployment: &str) -> Value {
+        self.op(&["deployment", "show", deployment, "--tenant", "acme"])
+    }
+}
+
+fn update(state: &Path) -> Value {
+    ok_json(&["agent", "update", "--now", "--state-dir", s(state)])
+}
+
+fn active_sha256(state: &Path) -> String {
+    let bytes = std::fs::read(state.join(format!("images/{BLINK}.imagepackage"))).unwrap();
+    sevenfold_rot::Digest::of(&bytes).to_hex()
+}
+
+fn file_sha256(path: &Path) -> String {
+    sevenfold_rot::Digest::of(&std::fs::read(path).unwrap()).to_hex()
+}
+
+fn device_row<'a>(shown: &'a Value, device: &str) -> &'a Value {
+    shown["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == device)
+        .unwrap_or_else(|| panic!("{device} not in {shown}"))
+}
+
+#[test]
+fn deployed_update_installs_commits_raises_the_counter_and_reattests_and_attacks_are_refused() {
+    let f = Fleet::start(&[]);
+    let (_v1, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, device) = f.device("dev1", &v1_file);
+
+    // Nothing published yet: the group's repository is empty but valid.
+    let nothing = update(&state);
+    assert_eq!(nothing["outcomes"], json!([]), "{nothing}");
+    assert_eq!(nothing["changed"], false);
+
+    // v2: installed to slot B, committed, counter raised, re-attested.
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    let d2 = f.deploy(&v2, &[]);
+    let pending = f.show(&d2);
+    assert_eq!(device_row(&pending, &device)["state"], "pending");
+    let report = update(&state);
+    assert_eq!(report["outcomes"][0]["state"], "installed", "{report}");
+    assert_eq!(report["outcomes"][0]["version"], "2.0.0");
+    assert_eq!(report["changed"], true);
+    assert_eq!(report["attestation"], "pass", "{report}");
+    assert_eq!(active_sha256(&state), file_sha256(&v2_file));
+    let slot =
+        std::fs::read_to_string(state.join(format!("updates/slots/{BLINK}/slot.toml"))).unwrap();
+    assert!(slot.contains("active = \"b\""), "{slot}");
+    assert!(slot.contains("security_version = 2"), "{slot}");
+    // The counter is at 2: the old version no longer installs even by hand.
+    let refused = sevenfold(&["agent", "install", "--state-dir", s(&state), s(&v1_file)]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("anti-rollback counter 2"), "{stderr}");
+    // The service saw the new measurement in the re-attestation.
+    let history = f.admin.get(&format!(
+        "/api/v1/tenants/{}/devices/{device}/attestations",
+        f.tenant
+    ));
+    assert_eq!(history.body[0]["verdict"], "pass", "{:?}", history.body);
+    assert!(
+        history.body[0].to_string().contains(&v2),
+        "{}",
+        history.body[0]
+    );
+    let shown = f.show(&d2);
+    assert_eq!(device_row(&shown, &device)["state"], "installed", "{shown}");
+    assert_eq!(shown["counts"]["installed"], 1);
+    // A second round finds it up to date.
+    let again = update(&state);
+    assert_eq!(again["outcomes"][0]["state"], "up-to-date", "{again}");
+    assert_eq!(again["changed"], false);
+
+    // Rollback attack: a validly signed older version is refused.
+    let d1 = f.deploy(&_v1, &[]);
+    let report = update(&state);
+    assert_eq!(report["outcomes"][0]["state"], "failed", "{report}");
+    let reason = report["outcomes"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("security version 1 is below"), "{reason}");
+    assert_eq!(active_sha256(&state), file_sha256(&v2_file));
+    let row = f.show(&d1);
+    assert_eq!(device_row(&row, &device)["state"], "failed");
+    assert!(device_row(&row, &device)["reason"]
+        .as_str()
+        .unwrap()
+        .contains("older version"));
+
+    // A v3 that fails its health check (signed by a key the device does
+    // not trust): switched, checked, rolled back to v2, reported.
+    let (v3, _) = f.image("3.0.0", 3, "other");
+    let d3 = f.deploy(&v3, &[]);
+    let report = update(&state);
+    assert_eq!(report["outcomes"][0]["state"], "rolled-back", "{report}");
+    assert_eq!(report["attestation"], "pass", "{report}");
+    assert_eq!(active_sha256(&state), file_sha256(&v2_file));
+    let row = f.show(&d3);
+    assert_eq!(device_row(&row, &device)["state"], "rolled-back");
+    assert!(device_row(&row, &device)["reason"]
+        .as_str()
+        .unwrap()
+        .contains("boot verification"));
+
+    // Substitution: the stored target is swapped after publication.
+    let (v4, _) = f.image("4.0.0", 4, "release");
+    let d4 = f.deploy(&v4, &[]);
+    let blob = f
+        .server
+        .data_dir
+        .join(format!("blobs/blobs/images/{}/{v4}", f.tenant));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&blob, bytes).unwrap();
+    let report = update(&state);
+    assert_eq!(report["outcomes"][0]["state"], "failed", "{report}");
+    let reason = report["outcomes"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("does not match the signed"), "{reason}");
+    assert_eq!(active_sha256(&state), file_sha256(&v2_file));
+    assert_eq!(device_row(&f.show(&d4), &device)["state"], "failed");
+
+    // Every deployment is listed, newest first.
+    let list = f.op(&["deployment", "list", "--tenant", "acme"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "{list}");
+    assert_eq!(ids[0], d4);
+}
+
+#[test]
+fn an_expired_timestamp_is_refused() {
+    let f = Fleet::start(&[("SEVENFOLD_TUF_TIMESTAMP_TTL_SECS", "2")]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, _) = f.device("dev1", &v1_file);
+    let (v2, _) = f.image("2.0.0", 2, "release");
+    f.deploy(&v2, &[]);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let out = sevenfold(&["agent", "update", "--now", "--state-dir", s(&state)]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("expired"), "{stderr}");
+    // Nothing was installed.
+    assert_eq!(active_sha256(&state), file_sha256(&v1_file));
+}
+
+#[test]
+fn a_phased_rollout_reaches_its_share_only_and_halts_past_the_failure_threshold() {
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let devices: Vec<(PathBuf, String)> = (0..6)
+        .map(|i| f.device(&format!("dev{i}"), &v1_file))
+        .collect();
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    let d2 = f.deploy(&v2, &["--percent", "50"]);
+    let mut inside = 0;
+    for (state, id) in &devices {
+        let member = sevenfold_core::update::in_rollout(id, &d2, 50);
+        let report = update(state);
+        let expected = if member {
+            "installed"
+        } else {
+            "not-in-rollout"
+        };
+        assert_eq!(report["outcomes"][0]["state"], expected, "{id}: {report}");
+        let running = active_sha256(state);
+        assert_eq!(running == file_sha256(&v2_file), member, "{id}");
+        inside += usize::from(member);
+    }
+    let shown = f.show(&d2);
+    assert_eq!(shown["counts"]["targeted"], inside as u64, "{shown}");
+    assert_eq!(shown["counts"]["installed"], inside as u64, "{shown}");
+
+    // Raise to 100%: the rest follow.
+    f.op(&[
+        "deployment",
+        "raise",
+        &d2,
+        "--percent",
+        "100",
+        "--tenant",
+        "acme",
+    ]);
+    for (state, _) in &devices {
+        let report = update(state);
+        let state_text = report["outcomes"][0]["state"].as_str().unwrap().to_owned();
+        assert!(
+            state_text == "installed" || state_text == "up-to-date",
+            "{report}"
+        );
+    }
+    assert_eq!(f.show(&d2)["counts"]["installed"], 6);
+
+    // A failing v3 with a 10% threshold halts after the first failure;
+    // the other devices then see it halted and do not start.
+    let (v3, _) = f.image("3.0.0", 3, "other");
+    let d3 = f.deploy(&v3, &["--max-failure-percent", "10"]);
+    let first = update(&devices[0].0);
+    assert_eq!(first["outcomes"][0]["state"], "rolled-back", "{first}");
+    let halted = f.show(&d3);
+    assert_eq!(halted["status"], "halted", "{halted}");
+    assert!(halted["halt_reason"].as_str().unwrap().contains("1 of 6"));
+    let second = update(&devices[1].0);
+    assert_eq!(second["outcomes"][0]["state"], "halted", "{second}");
+    // Cancel: the image leaves the group's targets.
+    let cancelled = f.op(&["deployment", "cancel", &d3, "--tenant", "acme"]);
+    assert_eq!(cancelled["status"], "cancelled");
+    let after = update(&devices[1].0);
+    assert_eq!(after["outcomes"], json!([]), "{after}");
+}
+
+#[test]
+fn the_running_agent_checks_for_updates_on_its_interval_and_boots_again() {
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, device) = f.device("dev1", &v1_file);
+    let agent = Command::new(support::bin())
+        .args([
+            "--output",
+            "json",
+            "agent",
+            "run",
+            "--state-dir",
+            s(&state),
+            "--update-interval",
+            "1",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    let d2 = f.deploy(&v2, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while active_sha256(&state) != file_sha256(&v2_file) {
+        assert!(std::time::Instant::now() < deadline, "v2 was not installed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // After the change it boots again and re-attests with v2 measured.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let history = f.admin.get(&format!(
+            "/api/v1/tenants/{}/devices/{device}/attestations",
+            f.tenant
+        ));
+        if history.body[0]["verdict"] == "pass" && history.body[0].to_string().contains(&v2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", history.body);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(device_row(&f.show(&d2), &device)["state"], "installed");
+    let _ = Command::new("kill")
+        .arg(agent.id().to_string())
+        .status()
+        .unwrap();
+    let mut agent = agent;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while agent.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = agent.kill();
+            panic!("the agent did not stop on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = agent.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(r#""event":"update""#), "{stdout}");
+    assert!(stdout.contains(r#""state":"installed""#), "{stdout}");
+}
+
+#[test]
+fn a_device_moved_to_another_group_refuses_that_groups_repository() {
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, device) = f.device("dev1", &v1_file);
+    // The device pins its group's root on first contact.
+    update(&state);
+    let product = f.op(&["product", "show", "lamp", "--tenant", "acme"]);
+    let production = product["device_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "Production")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    f.op(&[
+        "device",
+        "assign",
+        &device,
+        "--group",
+        &production,
+        "--tenant",
+        "acme",
+    ]);
+    let (v2, _) = f.image("2.0.0", 2, "release");
+    f.op(&[
+        "deployment",
+        "create",
+        "--group",
+        &production,
+        "--image",
+        &v2,
+        "--tenant",
+        "acme",
+    ]);
+    let out = sevenfold(&["agent", "update", "--now", "--state-dir", s(&state)]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("update repository was refused"), "{stderr}");
+    assert_eq!(active_sha256(&state), file_sha256(&v1_file));
+}

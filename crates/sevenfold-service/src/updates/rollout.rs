@@ -1,0 +1,152 @@
+//! Phased rollouts: who a deployment targets, how far it got, and the
+//! automatic halt when too many targeted devices fail.
+
+use sevenfold_core::update::{in_rollout, DeploymentInfo, DeviceProgressInfo, ProgressCounts};
+
+use super::repo::{publish, Expiry};
+use super::UpdateError;
+use crate::api::timestamp;
+use crate::store::{Deployment, DeploymentStatus, ProgressState, Store};
+
+/// Counts and per-device rows of a deployment. Targeted devices are the
+/// group's devices inside the rollout share, plus any device that reported
+/// (a device moved out of the group keeps its report).
+pub(crate) async fn summarize(
+    store: &Store,
+    deployment: &Deployment,
+    with_devices: bool,
+) -> Result<DeploymentInfo, UpdateError> {
+    let reports = store
+        .deployment_progress(&deployment.tenant_id, &deployment.id)
+        .await?;
+    let members = store
+        .group_device_ids(&deployment.tenant_id, &deployment.group_id)
+        .await?;
+    let mut counts = ProgressCounts::default();
+    let mut devices = Vec::new();
+    for id in members
+        .iter()
+        .filter(|d| in_rollout(d, &deployment.id, deployment.percent))
+    {
+        if !reports.iter().any(|r| &r.device_id == id) {
+            counts.pending += 1;
+            counts.targeted += 1;
+            devices.push(DeviceProgressInfo {
+                device_id: id.clone(),
+                state: "pending".into(),
+                reason: None,
+                updated_at: None,
+            });
+        }
+    }
+    for report in &reports {
+        counts.targeted += 1;
+        match report.state {
+            ProgressState::Downloading => counts.downloading += 1,
+            ProgressState::Installed => counts.installed += 1,
+            ProgressState::Failed => counts.failed += 1,
+            ProgressState::RolledBack => counts.rolled_back += 1,
+        }
+        devices.push(DeviceProgressInfo {
+            device_id: report.device_id.clone(),
+            state: report.state.as_str().to_owned(),
+            reason: report.reason.clone(),
+            updated_at: Some(timestamp(report.updated_at)),
+        });
+    }
+    devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    let images = store
+        .deployment_images(&deployment.tenant_id, &deployment.id)
+        .await?
+        .into_iter()
+        .map(|i| i.image.id)
+        .collect();
+    Ok(DeploymentInfo {
+        id: deployment.id.clone(),
+        group_id: deployment.group_id.clone(),
+        status: deployment.status.as_str().to_owned(),
+        percent: deployment.percent,
+        max_failure_percent: deployment.max_failure_percent,
+        halt_reason: deployment.halt_reason.clone(),
+        images,
+        created_by: deployment.created_by.clone(),
+        created_at: timestamp(deployment.created_at),
+        counts,
+        devices: if with_devices { devices } else { Vec::new() },
+    })
+}
+
+/// The reason to halt, if the failure share crossed the threshold.
+pub(crate) fn halt_reason(counts: &ProgressCounts, max_failure_percent: u8) -> Option<String> {
+    let failures = counts.failed + counts.rolled_back;
+    if max_failure_percent >= 100 || counts.targeted == 0 || failures == 0 {
+        return None;
+    }
+    (failures * 100 > u64::from(max_failure_percent) * counts.targeted).then(|| {
+        format!(
+            "{failures} of {} targeted devices failed or rolled back, more than the {}% allowed",
+            counts.targeted, max_failure_percent
+        )
+    })
+}
+
+/// After a device report: halts an active deployment whose failure share
+/// crossed its threshold, and republishes the group's targets so devices
+/// that have not started see it halted. Returns whether it halted.
+pub(crate) async fn check_halt(
+    store: &Store,
+    wrap: &sevenfold_pki::KeyWrap,
+    deployment: &Deployment,
+    expiry: &Expiry,
+) -> Result<bool, UpdateError> {
+    if deployment.status != DeploymentStatus::Active {
+        return Ok(false);
+    }
+    let info = summarize(store, deployment, false).await?;
+    let Some(reason) = halt_reason(&info.counts, deployment.max_failure_percent) else {
+        return Ok(false);
+    };
+    tracing::warn!(deployment = %deployment.id, %reason, "rollout halted");
+    store
+        .update_deployment(
+            &deployment.tenant_id,
+            &deployment.id,
+            DeploymentStatus::Halted,
+            deployment.percent,
+            Some(&reason),
+        )
+        .await?;
+    publish(
+        store,
+        wrap,
+        &deployment.tenant_id,
+        &deployment.group_id,
+        expiry,
+    )
+    .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(targeted: u64, failed: u64, rolled_back: u64) -> ProgressCounts {
+        ProgressCounts {
+            targeted,
+            failed,
+            rolled_back,
+            ..ProgressCounts::default()
+        }
+    }
+
+    #[test]
+    fn halts_only_past_the_threshold() {
+        assert_eq!(halt_reason(&counts(10, 1, 0), 10), None);
+        assert!(halt_reason(&counts(10, 1, 1), 10).is_some());
+        assert!(halt_reason(&counts(10, 0, 2), 10).is_some());
+        assert_eq!(halt_reason(&counts(10, 10, 0), 100), None);
+        assert_eq!(halt_reason(&counts(0, 0, 0), 0), None);
+        assert!(halt_reason(&counts(4, 1, 0), 0).is_some());
+    }
+}

@@ -1,0 +1,248 @@
+//! A group's repository, exported the way the device API serves it, walked
+//! by `tough`'s own `RepositoryLoader` over plain files: a standard TUF
+//! client accepts it, and refuses a substituted target and an expired
+//! timestamp.
+
+use std::path::Path;
+
+use sevenfold_core::update::TargetCustom;
+use sevenfold_pki::KeyWrap;
+use tough::{RepositoryLoader, TargetName};
+
+use super::repo::{publish, Expiry};
+use crate::store::{DeploymentImage, NewDeployment, NewImage, Store};
+
+struct Fixture {
+    store: Store,
+    wrap: KeyWrap,
+    tenant: String,
+    group: String,
+    package: Vec<u8>,
+    sha256: String,
+}
+
+async fn fixture() -> Fixture {
+    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    let wrap = KeyWrap::new(&[9u8; 32]);
+    let tenant = store.create_tenant("acme").await.unwrap().id;
+    let (_, groups) = store.create_product(&tenant, "lamp", "").await.unwrap();
+    let group = groups[0].id.clone();
+    store
+        .add_signing_key(&tenant, "k1", "release", b"spki")
+        .await
+        .unwrap();
+    let package = b"not really a package, but bytes with a hash".repeat(100);
+    let sha256 = sevenfold_rot::Digest::of(&package).to_hex();
+    let image = store
+        .add_image(
+            &tenant,
+            NewImage {
+                id: "ab".repeat(32),
+                component_id: "0c7e6b0e-5b38-4a34-a4c4-000000000001".into(),
+                name: "blink".into(),
+                version: "2.0.0".into(),
+                security_version: 3,
+                image_type: "Application".into(),
+                size: package.len() as i64,
+                signer_key_id: "k1".into(),
+                blob_key: "images/x/y".into(),
+                manifest_json: "{}".into(),
+                uploaded_by: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .create_deployment(
+            &tenant,
+            NewDeployment {
+                group_id: group.clone(),
+                images: vec![DeploymentImage {
+                    image,
+                    file_sha256: sha256.clone(),
+                    file_length: package.len() as i64,
+                }],
+                percent: 50,
+                max_failure_percent: 20,
+                created_by: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+    Fixture {
+        store,
+        wrap,
+        tenant,
+        group,
+        package,
+        sha256,
+    }
+}
+
+/// Writes the repository as the device API serves it.
+async fn export(f: &Fixture, dir: &Path) -> Vec<u8> {
+    let metadata = dir.join("metadata");
+    let targets = dir.join("targets");
+    std::fs::create_dir_all(&metadata).unwrap();
+    std::fs::create_dir_all(&targets).unwrap();
+    for role in ["root", "targets", "snapshot", "timestamp"] {
+        let latest = f
+            .store
+            .latest_tuf_metadata(&f.group, role)
+            .await
+            .unwrap()
+            .unwrap();
+        for v in 1..=latest.version {
+            let r = f
+                .store
+                .tuf_metadata(&f.group, role, v)
+                .await
+                .unwrap()
+                .unwrap();
+            std::fs::write(metadata.join(format!("{v}.{role}.json")), &r.body).unwrap();
+        }
+        std::fs::write(metadata.join(format!("{role}.json")), &latest.body).unwrap();
+    }
+    std::fs::write(
+        targets.join(format!(
+            "{}.0c7e6b0e-5b38-4a34-a4c4-000000000001.imagepackage",
+            f.sha256
+        )),
+        &f.package,
+    )
+    .unwrap();
+    f.store
+        .tuf_metadata(&f.group, "root", 1)
+        .await
+        .unwrap()
+        .unwrap()
+        .body
+}
+
+fn url(dir: &Path, sub: &str) -> reqwest::Url {
+    reqwest::Url::from_directory_path(dir.join(sub)).unwrap()
+}
+
+#[tokio::test]
+async fn a_standard_tuf_client_walks_the_group_repository() {
+    let f = fixture().await;
+    let expiry = Expiry::default();
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    // A second publication: versions advance, old ones stay servable.
+    let v = publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    assert_eq!(v, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let root = export(&f, dir.path()).await;
+    let repo = RepositoryLoader::new(
+        &root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap();
+    let name = TargetName::new("0c7e6b0e-5b38-4a34-a4c4-000000000001.imagepackage").unwrap();
+    let target = repo.targets().signed.targets.get(&name).unwrap();
+    let custom: TargetCustom =
+        serde_json::from_value(serde_json::to_value(&target.custom).unwrap()).unwrap();
+    assert_eq!(custom.version, "2.0.0");
+    assert_eq!(custom.security_version, 3);
+    assert_eq!(custom.rollout_percent, 50);
+    assert!(!custom.halted);
+    let bytes = repo.read_target(&name).await.unwrap().unwrap();
+    let mut all = Vec::new();
+    use futures_util::TryStreamExt;
+    let mut bytes = bytes;
+    while let Some(chunk) = bytes.try_next().await.unwrap() {
+        all.extend_from_slice(&chunk);
+    }
+    assert_eq!(all, f.package);
+}
+
+#[tokio::test]
+async fn a_substituted_target_is_refused() {
+    let f = fixture().await;
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &Expiry::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = export(&f, dir.path()).await;
+    let path = dir.path().join("targets").join(format!(
+        "{}.0c7e6b0e-5b38-4a34-a4c4-000000000001.imagepackage",
+        f.sha256
+    ));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let repo = RepositoryLoader::new(
+        &root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap();
+    let name = TargetName::new("0c7e6b0e-5b38-4a34-a4c4-000000000001.imagepackage").unwrap();
+    let mut stream = repo.read_target(&name).await.unwrap().unwrap();
+    use futures_util::TryStreamExt;
+    let mut failed = None;
+    loop {
+        match stream.try_next().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => {
+                failed = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let failed = failed.expect("the tampered target was accepted");
+    assert!(
+        failed.contains("hash") || failed.contains("Hash"),
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_timestamp_is_refused() {
+    let f = fixture().await;
+    let expired = Expiry {
+        timestamp_secs: -60,
+        ..Expiry::default()
+    };
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expired)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = export(&f, dir.path()).await;
+    let err = RepositoryLoader::new(
+        &root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("expired"), "{err}");
+    // Housekeeping re-signs it, and the repository is usable again.
+    assert_eq!(
+        super::refresh_expiring(&f.store, &f.wrap, &Expiry::default())
+            .await
+            .unwrap(),
+        1
+    );
+    let root = export(&f, dir.path()).await;
+    RepositoryLoader::new(
+        &root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap();
+}
