@@ -1,0 +1,133 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+//! The doors between apps and to the device identity, with a real probing
+//! app: channels only when both manifests list each other; the device
+//! certificate only with `DeviceAuthentication`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sevenfold_compartment::{Capability, CompartmentEvent};
+use uuid::Uuid;
+
+const A: u128 = 31;
+const B: u128 = 32;
+const C: u128 = 33;
+
+#[test]
+fn channels_open_only_when_both_list_each_other() {
+    let rig = rig(test_config(), None);
+    let (a, b) = (Uuid::from_u128(A), Uuid::from_u128(B));
+    let s = &rig.supervisor;
+    // A and B list each other; C lists A, but A does not list C.
+    s.start(
+        image(
+            "hostile-peer",
+            manifest("peer-b", B).allowed_application_connections([a]),
+        )
+        .with_env("NAME", "b")
+        .with_env("PEER", a.to_string()),
+    )
+    .unwrap();
+    s.start(
+        image(
+            "hostile-peer",
+            manifest("peer-a", A).allowed_application_connections([b]),
+        )
+        .with_env("NAME", "a")
+        .with_env("PEER", b.to_string()),
+    )
+    .unwrap();
+    s.start(
+        image(
+            "hostile-peer",
+            manifest("peer-c", C).allowed_application_connections([a]),
+        )
+        .with_env("NAME", "c")
+        .with_env("PEER", a.to_string()),
+    )
+    .unwrap();
+    for n in [A, B, C] {
+        rig.events
+            .wait_for(n, "exit", Duration::from_secs(30), |e| {
+                matches!(e, CompartmentEvent::Exited { .. })
+            });
+    }
+    assert!(
+        output(&rig, A).contains("a: received 'hello from b'"),
+        "{}",
+        output(&rig, A)
+    );
+    assert!(
+        output(&rig, B).contains("b: received 'hello from a'"),
+        "{}",
+        output(&rig, B)
+    );
+    assert!(
+        output(&rig, C).contains("c: send refused: denied"),
+        "{}",
+        output(&rig, C)
+    );
+    assert!(!output(&rig, A).contains("hello from c"));
+    rig.events
+        .wait_for(C, "channel denial", Duration::from_secs(1), |e| {
+            matches!(
+                e,
+                CompartmentEvent::Denied {
+                    capability: Capability::AllowedApplicationConnections,
+                    ..
+                }
+            )
+        });
+}
+
+#[test]
+fn the_device_certificate_needs_device_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("device-cert.pem");
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let rig = rig(test_config(), Some(cert));
+    rig.supervisor
+        .start(
+            image(
+                "hostile-peer",
+                manifest("with-auth", 41).device_authentication(true),
+            )
+            .with_env("NAME", "with"),
+        )
+        .unwrap();
+    rig.supervisor
+        .start(image("hostile-peer", manifest("without-auth", 42)).with_env("NAME", "without"))
+        .unwrap();
+    for n in [41, 42] {
+        rig.events
+            .wait_for(n, "exit", Duration::from_secs(30), |e| {
+                matches!(e, CompartmentEvent::Exited { .. })
+            });
+    }
+    assert!(
+        output(&rig, 41).contains("with: certificate of 59 bytes"),
+        "{}",
+        output(&rig, 41)
+    );
+    assert!(
+        output(&rig, 42).contains("without: certificate refused: denied"),
+        "{}",
+        output(&rig, 42)
+    );
+    rig.events
+        .wait_for(42, "denial", Duration::from_secs(1), |e| {
+            matches!(
+                e,
+                CompartmentEvent::Denied {
+                    capability: Capability::DeviceAuthentication,
+                    ..
+                }
+            )
+        });
+}
