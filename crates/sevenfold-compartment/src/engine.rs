@@ -2,6 +2,7 @@
 //! and in memory, and the epoch ticker that lets the host interrupt any app.
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -49,7 +50,10 @@ impl CompartmentEngine {
     /// [`CompartmentError::Io`] if the directory cannot be made,
     /// [`CompartmentError::Engine`] if wasmtime refuses the configuration.
     pub fn new(cache_dir: &Path) -> Result<CompartmentEngine, CompartmentError> {
-        std::fs::create_dir_all(cache_dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(cache_dir)
             .map_err(|e| CompartmentError::io("create", cache_dir, e))?;
         let cache_dir = cache_dir
             .canonicalize()

@@ -106,8 +106,24 @@ pub(crate) struct AgentRunArgs {
     #[command(flatten)]
     pub(crate) state: StateDirArg,
     /// Exit after the first attestation: 0 on pass, non-zero on fail or error.
+    /// Starts no apps.
     #[arg(long)]
     pub(crate) once: bool,
+    /// Peripherals the apps' GPIO and UART calls drive: `simulated` (in
+    /// memory; development machines and tests) or `linux` (GPIO through
+    /// /sys/class/gpio, UARTs as mapped by --uart).
+    #[arg(long, value_enum, default_value = "simulated")]
+    pub(crate) peripherals: PeripheralsArg,
+    /// A UART of the `linux` peripherals: manifest name = device, e.g.
+    /// `ISU0=/dev/ttyS0`. Repeatable.
+    #[arg(long = "uart", value_name = "NAME=DEVICE")]
+    pub(crate) uarts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PeripheralsArg {
+    Simulated,
+    Linux,
 }
 
 #[derive(Debug, Args)]

@@ -8,12 +8,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 use sevenfold_agent::{
-    Agent, AttestError, Attestation, InitOptions, RotBackend, RunEvent, RuntimeImage,
+    Agent, Apps, AttestError, Attestation, InitOptions, RotBackend, RunEvent, RuntimeImage,
     ShutdownSignals, StateDir, Status, WhoAmI,
+};
+use sevenfold_compartment::{
+    EventSink, LinuxPeripherals, Peripherals, SimulatedPeripherals, SupervisorConfig,
 };
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{AgentCommand, OutputMode, RotArg};
+use crate::cli::{AgentCommand, AgentRunArgs, OutputMode, PeripheralsArg, RotArg};
 use crate::files;
 use crate::output::{fields, or_dash, success, Render};
 
@@ -173,6 +176,26 @@ impl Render for Status {
                 text.push_str(&format!("  {}: {}\n", f.component, f.reason));
             }
         }
+        text.push_str("Apps:\n");
+        if self.apps.is_empty() {
+            text.push_str("  -\n");
+        }
+        for app in &self.apps {
+            text.push_str(&format!(
+                "  {} {} ({})  {}  restarts {}  memory {} KiB (peak {} KiB)  cpu {} ms\n",
+                app.name,
+                app.version,
+                app.component_id,
+                app.state,
+                app.restarts,
+                app.memory_bytes / 1024,
+                app.memory_peak_bytes / 1024,
+                app.cpu_ms
+            ));
+            if let Some(failure) = &app.last_failure {
+                text.push_str(&format!("      last failure: {failure}\n"));
+            }
+        }
         text
     }
 }
@@ -273,7 +296,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
                 },
             )
         }
-        AgentCommand::Run(args) => run_agent(mode, &args.state.state_dir, args.once).await,
+        AgentCommand::Run(args) => run_agent(mode, &args).await,
         AgentCommand::Status(args) => {
             let state = open(&args.state.state_dir)?;
             let status = state.read_status()?.with_context(|| {
@@ -294,8 +317,10 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
     }
 }
 
-async fn run_agent(mode: OutputMode, state_dir: &Path, once: bool) -> anyhow::Result<ExitCode> {
+async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<ExitCode> {
+    let (state_dir, once) = (args.state.state_dir.as_path(), args.once);
     init_logging(mode == OutputMode::Json);
+    let peripherals = peripherals(args)?;
     // Listen before the boot, so a signal during it is not lost.
     let signals = ShutdownSignals::new();
     let state = open(state_dir)?;
@@ -309,16 +334,77 @@ async fn run_agent(mode: OutputMode, state_dir: &Path, once: bool) -> anyhow::Re
         outcome?;
         return Ok(ExitCode::SUCCESS);
     }
+    let agent = std::sync::Arc::new(agent);
+    // The apps boot measured, each in its own compartment. Their events are
+    // logged (with the app's component ID) by the compartment host.
+    let apps = {
+        let agent = std::sync::Arc::clone(&agent);
+        let sink: EventSink = std::sync::Arc::new(|_| {});
+        blocking(move || {
+            Apps::start(
+                agent.state(),
+                agent.boot_report(),
+                peripherals,
+                SupervisorConfig::default(),
+                sink,
+            )
+        })
+        .await?
+        .context("the app compartments could not be set up")?
+    };
+    let apps = std::sync::Arc::new(apps);
     let shutdown = async move {
         let signal = signals.wait().await;
         tracing::info!(signal, "shutting down");
     };
-    agent
-        .run(shutdown, |event: &RunEvent| {
+    let record_apps = async {
+        loop {
+            if let Err(e) = agent.record_apps(apps.status()) {
+                tracing::warn!(error = %e, "cannot record the apps' status");
+            }
+            tokio::time::sleep(APP_STATUS_INTERVAL).await;
+        }
+    };
+    tokio::select! {
+        () = agent.run(shutdown, |event: &RunEvent| {
             print_outcome(mode, &event.outcome, Some(event.next_attempt_in));
-        })
-        .await;
+        }) => {}
+        () = record_apps => {}
+    }
+    let stopping = std::sync::Arc::clone(&apps);
+    blocking(move || stopping.stop()).await?;
+    agent
+        .record_apps(apps.status())
+        .context("cannot record the apps' final status")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often `agent run` writes the apps' status to `status.json`.
+const APP_STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn peripherals(args: &AgentRunArgs) -> anyhow::Result<std::sync::Arc<dyn Peripherals>> {
+    Ok(match args.peripherals {
+        PeripheralsArg::Simulated => {
+            anyhow::ensure!(
+                args.uarts.is_empty(),
+                "--uart maps devices of --peripherals linux; the simulated UARTs need no mapping"
+            );
+            std::sync::Arc::new(SimulatedPeripherals::new())
+        }
+        PeripheralsArg::Linux => {
+            let mut uarts = std::collections::HashMap::new();
+            for entry in &args.uarts {
+                let (name, device) = entry.split_once('=').with_context(|| {
+                    format!("--uart {entry}: write NAME=DEVICE, e.g. ISU0=/dev/ttyS0")
+                })?;
+                uarts.insert(name.to_owned(), PathBuf::from(device));
+            }
+            std::sync::Arc::new(LinuxPeripherals::new(
+                PathBuf::from("/sys/class/gpio"),
+                uarts,
+            ))
+        }
+    })
 }
 
 /// The one line per verdict that `agent run` prints to standard output.
