@@ -2,7 +2,7 @@
 //! requests, live metrics, the captured output and the recent events.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,6 +14,10 @@ pub const LOG_LINES: usize = 500;
 pub const MAX_LINE: usize = 4096;
 /// Events kept per app for status.
 pub const RECENT_EVENTS: usize = 32;
+/// Denials and limit hits reported per run; past this they are only
+/// counted, so that an app looping on a closed door cannot flood the log
+/// and the journal.
+pub const MAX_REPORTS_PER_RUN: u32 = 64;
 
 /// One app's control cell.
 pub(crate) struct AppControl {
@@ -26,6 +30,8 @@ pub(crate) struct AppControl {
     cpu_micros: AtomicU64,
     output: Mutex<Output>,
     events: Mutex<VecDeque<CompartmentEvent>>,
+    reports_this_run: AtomicU32,
+    suppressed: AtomicU64,
 }
 
 #[derive(Default)]
@@ -47,6 +53,8 @@ impl AppControl {
             cpu_micros: AtomicU64::new(0),
             output: Mutex::new(Output::default()),
             events: Mutex::new(VecDeque::new()),
+            reports_this_run: AtomicU32::new(0),
+            suppressed: AtomicU64::new(0),
         }
     }
 
@@ -56,6 +64,22 @@ impl AppControl {
 
     /// Logs the event, keeps it for status, and hands it to the sink.
     pub(crate) fn emit(&self, event: CompartmentEvent) {
+        match &event {
+            CompartmentEvent::Started { .. } => self.reports_this_run.store(0, Ordering::Relaxed),
+            CompartmentEvent::Denied { .. } | CompartmentEvent::LimitHit { .. } => {
+                let n = self.reports_this_run.fetch_add(1, Ordering::Relaxed);
+                if n >= MAX_REPORTS_PER_RUN {
+                    if self.suppressed.fetch_add(1, Ordering::Relaxed) == 0
+                        || n == MAX_REPORTS_PER_RUN
+                    {
+                        tracing::warn!(component = %self.id.component_id, app = %self.id.name,
+                            "more than {MAX_REPORTS_PER_RUN} denials and limit hits in this run; further ones are counted, not reported");
+                    }
+                    return;
+                }
+            }
+            _ => {}
+        }
         if event.is_failure() {
             tracing::warn!(component = %self.id.component_id, app = %self.id.name, "{event}");
         } else {
@@ -72,6 +96,11 @@ impl AppControl {
     pub(crate) fn recent_events(&self) -> Vec<CompartmentEvent> {
         let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         events.iter().cloned().collect()
+    }
+
+    /// Denials and limit hits counted but not reported (all runs).
+    pub(crate) fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
     }
 
     pub(crate) fn request_stop(&self) {

@@ -102,6 +102,9 @@ pub struct AppStatus {
     pub recent_events: Vec<CompartmentEvent>,
     /// Lines of output the app wrote in all.
     pub output_lines: u64,
+    /// Denials and limit hits past [`MAX_REPORTS_PER_RUN`](crate::MAX_REPORTS_PER_RUN)
+    /// in a run, counted but not reported.
+    pub suppressed_reports: u64,
 }
 
 struct Shared {
@@ -305,6 +308,7 @@ impl Supervisor {
                     last_failure: progress.last_failure.clone(),
                     recent_events: slot.control.recent_events(),
                     output_lines: slot.control.output().1,
+                    suppressed_reports: slot.control.suppressed(),
                 }
             })
             .collect()

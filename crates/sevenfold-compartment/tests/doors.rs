@@ -131,3 +131,27 @@ fn the_device_certificate_needs_device_authentication() {
             )
         });
 }
+
+#[test]
+fn an_app_looping_on_a_closed_door_cannot_flood_the_reports() {
+    let rig = rig(test_config(), None);
+    rig.supervisor
+        .start(image("hostile-pin", manifest("hostile-pin", 51)).with_env("PIN_ATTEMPTS", "1000"))
+        .unwrap();
+    rig.events
+        .wait_for(51, "exit", Duration::from_secs(30), |e| {
+            matches!(e, CompartmentEvent::Exited { .. })
+        });
+    let denials = rig
+        .events
+        .of(51)
+        .iter()
+        .filter(|e| matches!(e, CompartmentEvent::Denied { .. }))
+        .count();
+    assert_eq!(denials, sevenfold_compartment::MAX_REPORTS_PER_RUN as usize);
+    // 1000 pin attempts and one UART attempt; the rest were counted.
+    assert_eq!(rig.supervisor.status()[0].suppressed_reports, 1001 - 64);
+    // Every attempt failed in the app (the log keeps the last LOG_LINES lines).
+    assert_eq!(rig.supervisor.status()[0].output_lines, 1001);
+    assert!(!output(&rig, 51).contains("DROVE"));
+}
