@@ -166,11 +166,22 @@ impl Supervisor {
         let manifest = image.manifest();
         let id = manifest.component_id();
         let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
-        if apps
-            .get(&id)
-            .is_some_and(|slot| slot.thread.as_ref().is_some_and(|t| !t.is_finished()))
-        {
-            return Err(CompartmentError::AlreadyRunning(id));
+        if let Some(slot) = apps.get_mut(&id) {
+            let finished = slot.thread.as_ref().is_none_or(|t| t.is_finished())
+                || matches!(
+                    slot.progress
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .state,
+                    AppRunState::Exited(_) | AppRunState::Stopped
+                );
+            if !finished {
+                return Err(CompartmentError::AlreadyRunning(id));
+            }
+            // Its thread has ended or is returning: wait for it.
+            if let Some(thread) = slot.thread.take() {
+                let _ = thread.join();
+            }
         }
         self.shared
             .engine
@@ -386,17 +397,21 @@ fn supervise(
         control.set_memory(0);
         let failure = match outcome {
             Ok(RunOutcome::Exited(code)) => {
-                control.emit(CompartmentEvent::Exited {
-                    app: control.id().clone(),
-                    code,
-                });
-                if code == 0 || control.stop_requested() {
+                let done = code == 0 || control.stop_requested();
+                if done {
+                    // State first: whoever sees the event may start it again.
                     let state = if control.stop_requested() {
                         AppRunState::Stopped
                     } else {
                         AppRunState::Exited(code)
                     };
                     set(&|p| p.state = state);
+                }
+                control.emit(CompartmentEvent::Exited {
+                    app: control.id().clone(),
+                    code,
+                });
+                if done {
                     return;
                 }
                 format!("exited with code {code}")
