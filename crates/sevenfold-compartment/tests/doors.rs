@@ -155,3 +155,95 @@ fn an_app_looping_on_a_closed_door_cannot_flood_the_reports() {
     assert_eq!(rig.supervisor.status()[0].output_lines, 1001);
     assert!(!output(&rig, 51).contains("DROVE"));
 }
+
+/// Connects to the app's listener (retrying until it listens) and echoes a line.
+fn echo_through(port: u16) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "app never listened: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    stream.write_all(b"ping\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn listening_only_on_granted_ports_and_uarts_only_when_granted() {
+    let rig = rig(test_config(), None);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    rig.supervisor
+        .start(
+            image(
+                "hostile-echo",
+                manifest("echo", 61)
+                    .allowed_tcp_server_ports([port])
+                    .uart(["ISU0"]),
+            )
+            .with_env("ECHO_PORT", port.to_string())
+            .with_env("UART", "ISU0"),
+        )
+        .unwrap();
+    assert_eq!(echo_through(port), "ping\n");
+    rig.events
+        .wait_for(61, "exit", Duration::from_secs(30), |e| {
+            matches!(e, CompartmentEvent::Exited { .. })
+        });
+    assert!(
+        output(&rig, 61).contains("echo: ISU0 answered 'hello uart'"),
+        "{}",
+        output(&rig, 61)
+    );
+    assert!(!rig.events.of(61).iter().any(CompartmentEvent::is_failure));
+
+    // Without the port (and the UART) in the manifest: refused and reported.
+    rig.supervisor
+        .start(
+            image("hostile-echo", manifest("echo", 62))
+                .with_env("ECHO_PORT", port.to_string())
+                .with_env("UART", "ISU0"),
+        )
+        .unwrap();
+    rig.events
+        .wait_for(62, "exit", Duration::from_secs(30), |e| {
+            matches!(e, CompartmentEvent::Exited { .. })
+        });
+    let out = output(&rig, 62);
+    assert!(
+        out.contains(&format!("echo: listen on {port} refused: denied")),
+        "{out}"
+    );
+    assert!(out.contains("echo: ISU0 refused: denied"), "{out}");
+    rig.events
+        .wait_for(62, "port denial", Duration::from_secs(1), |e| {
+            matches!(
+                e,
+                CompartmentEvent::Denied {
+                    capability: Capability::AllowedTcpServerPorts,
+                    ..
+                }
+            )
+        });
+    rig.events
+        .wait_for(62, "UART denial", Duration::from_secs(1), |e| {
+            matches!(
+                e,
+                CompartmentEvent::Denied {
+                    capability: Capability::Uart,
+                    ..
+                }
+            )
+        });
+}
