@@ -170,9 +170,12 @@ fn classify(result: wasmtime::Result<()>) -> RunOutcome {
             bt.frames()
                 .iter()
                 .map(|frame| {
-                    let name = frame
-                        .func_name()
-                        .map_or_else(|| format!("<func {}>", frame.func_index()), str::to_owned);
+                    // Demangled without the hash, so the same function has
+                    // the same name in every build (journal signatures group by it).
+                    let name = frame.func_name().map_or_else(
+                        || format!("<func {}>", frame.func_index()),
+                        |raw| format!("{:#}", rustc_demangle::demangle(raw)),
+                    );
                     match frame.module_offset() {
                         Some(offset) => format!("{name} @ {offset:#x}"),
                         None => name,
