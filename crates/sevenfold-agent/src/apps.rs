@@ -4,8 +4,10 @@
 //! The supervisor starts exactly [`BootReport::verified_images`], each
 //! loaded again from its package file and refused unless its digest is the
 //! one boot measured. Compiled modules are cached under `module-cache/`;
-//! each app's `MutableStorage` lives under `app-storage/<component ID>/`.
+//! each app's `MutableStorage` lives under `app-storage/<component ID>/`, its
+//! output in `app-logs/<component ID>.log`.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,8 @@ use crate::{AgentError, StateDir};
 pub const MODULE_CACHE_DIR: &str = "module-cache";
 /// Apps' mutable storage, inside the state directory.
 pub const APP_STORAGE_DIR: &str = "app-storage";
+/// Apps' output (`<component ID>.log`, rotated at 1 MiB), inside the state directory.
+pub const APP_LOGS_DIR: &str = "app-logs";
 
 /// The running apps of a booted device.
 #[derive(Debug)]
@@ -42,10 +46,17 @@ impl Apps {
         state: &StateDir,
         boot: &BootReport,
         peripherals: Arc<dyn Peripherals>,
-        config: SupervisorConfig,
+        mut config: SupervisorConfig,
         sink: EventSink,
     ) -> Result<Apps, AgentError> {
         let root = state.root();
+        let logs = root.join(APP_LOGS_DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&logs)
+            .map_err(|e| AgentError::io("create", logs.clone(), e))?;
+        config.log_dir = Some(logs);
         let engine = Arc::new(CompartmentEngine::new(&root.join(MODULE_CACHE_DIR))?);
         let storage = StorageArea::new(&root.join(APP_STORAGE_DIR))?;
         let services = Arc::new(HostServices {

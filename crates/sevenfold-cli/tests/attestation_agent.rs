@@ -539,4 +539,14 @@ fn agent_run_starts_the_measured_app_and_agent_status_shows_it() {
         apps[0]["recent_failures"].as_array().unwrap().is_empty(),
         "{apps}"
     );
+    // Its output, by name and by component ID.
+    for app in ["blink", "5b9a1c52-3f0b-4a39-9d7e-6f2d1c3e8a10"] {
+        let logs = sevenfold(&["agent", "logs", "--state-dir", s(&state), app]);
+        assert!(logs.status.success(), "{logs:?}");
+        let text = String::from_utf8_lossy(&logs.stdout);
+        assert!(text.starts_with("blink: GPIO 8 high (1)\n"), "{text}");
+        assert!(text.contains("blink: done after"), "{text}");
+    }
+    let unknown = sevenfold(&["agent", "logs", "--state-dir", s(&state), "nosuchapp"]);
+    assert!(!unknown.status.success());
 }

@@ -2,6 +2,10 @@
 //! requests, live metrics, the captured output and the recent events.
 
 use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -12,6 +16,8 @@ use crate::events::{AppId, CompartmentEvent, EventSink};
 pub const LOG_LINES: usize = 500;
 /// Longest line kept; longer output is cut into lines of this size.
 pub const MAX_LINE: usize = 4096;
+/// Size at which an app's log file is rotated (to `<component>.log.1`).
+pub const MAX_LOG_FILE: u64 = 1024 * 1024;
 /// Events kept per app for status.
 pub const RECENT_EVENTS: usize = 32;
 /// Denials and limit hits reported per run; past this they are only
@@ -39,10 +45,66 @@ struct Output {
     lines: VecDeque<String>,
     partial: Vec<u8>,
     total_lines: u64,
+    file: Option<LogFile>,
+}
+
+/// `<dir>/<component ID>.log`, rotated once at [`MAX_LOG_FILE`] bytes, so
+/// that an app's output survives the agent (for `sevenfold agent logs`)
+/// without filling the disk.
+struct LogFile {
+    path: PathBuf,
+    file: Option<File>,
+    written: u64,
+}
+
+impl LogFile {
+    fn open(path: PathBuf) -> LogFile {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path);
+        let (file, written) = match file {
+            Ok(f) => {
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                (Some(f), len)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open the app's log file; output is kept in memory only");
+                (None, 0)
+            }
+        };
+        LogFile {
+            path,
+            file,
+            written,
+        }
+    }
+
+    fn append(&mut self, line: &str) {
+        if self.written >= MAX_LOG_FILE {
+            let mut rotated = self.path.clone().into_os_string();
+            rotated.push(".1");
+            let _ = std::fs::rename(&self.path, rotated);
+            *self = LogFile::open(self.path.clone());
+        }
+        if let Some(file) = self.file.as_mut() {
+            if file
+                .write_all(line.as_bytes())
+                .and_then(|()| file.write_all(b"\n"))
+                .is_ok()
+            {
+                self.written = self.written.saturating_add(line.len() as u64 + 1);
+            }
+        }
+    }
 }
 
 impl AppControl {
-    pub(crate) fn new(id: AppId, sink: EventSink) -> Self {
+    /// A control cell; with `log_dir`, output lines are also appended to
+    /// `<log_dir>/<component ID>.log`.
+    pub(crate) fn new(id: AppId, sink: EventSink, log_dir: Option<&Path>) -> Self {
+        let file = log_dir.map(|dir| LogFile::open(dir.join(format!("{}.log", id.component_id))));
         AppControl {
             id,
             sink,
@@ -51,7 +113,10 @@ impl AppControl {
             memory: AtomicU64::new(0),
             memory_peak: AtomicU64::new(0),
             cpu_micros: AtomicU64::new(0),
-            output: Mutex::new(Output::default()),
+            output: Mutex::new(Output {
+                file,
+                ..Output::default()
+            }),
             events: Mutex::new(VecDeque::new()),
             reports_this_run: AtomicU32::new(0),
             suppressed: AtomicU64::new(0),
@@ -153,6 +218,9 @@ impl AppControl {
                     out.partial.push(b);
                 }
                 tracing::info!(target: "sevenfold::app", component = %self.id.component_id, app = %self.id.name, "{line}");
+                if let Some(file) = out.file.as_mut() {
+                    file.append(&line);
+                }
                 if out.lines.len() == LOG_LINES {
                     out.lines.pop_front();
                 }
@@ -168,5 +236,33 @@ impl AppControl {
     pub(crate) fn output(&self) -> (Vec<String>, u64) {
         let out = self.output.lock().unwrap_or_else(PoisonError::into_inner);
         (out.lines.iter().cloned().collect(), out.total_lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_file_is_rotated_once_at_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = AppId {
+            component_id: uuid::Uuid::from_u128(1),
+            name: "chatty".into(),
+        };
+        let control = AppControl::new(id, std::sync::Arc::new(|_| {}), Some(dir.path()));
+        let line = [b'x'; 1023];
+        for _ in 0..1500 {
+            control.write_output(&line);
+            control.write_output(b"\n");
+        }
+        let current = dir.path().join(format!("{}.log", uuid::Uuid::from_u128(1)));
+        let rotated = dir
+            .path()
+            .join(format!("{}.log.1", uuid::Uuid::from_u128(1)));
+        assert_eq!(std::fs::metadata(&rotated).unwrap().len(), MAX_LOG_FILE);
+        assert_eq!(std::fs::metadata(&current).unwrap().len(), 476 * 1024);
+        assert_eq!(control.output().1, 1500);
+        assert_eq!(control.output().0.len(), LOG_LINES);
     }
 }

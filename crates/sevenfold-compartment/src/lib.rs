@@ -72,7 +72,7 @@ mod storage;
 mod supervisor;
 mod wasi_shadow;
 
-pub use control::{LOG_LINES, MAX_LINE, MAX_REPORTS_PER_RUN, RECENT_EVENTS};
+pub use control::{LOG_LINES, MAX_LINE, MAX_LOG_FILE, MAX_REPORTS_PER_RUN, RECENT_EVENTS};
 pub use cpu::WINDOW;
 pub use engine::{CompartmentEngine, MAX_BACKTRACE_FRAMES, MAX_WASM_STACK, TICK};
 pub use error::CompartmentError;

@@ -3,6 +3,7 @@
 //! each app's status.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,6 +33,9 @@ pub struct SupervisorConfig {
     pub grace: Duration,
     /// Per-run limits.
     pub run: RunSettings,
+    /// Where each app's output is also written (`<component ID>.log`,
+    /// rotated at 1 MiB); `None` keeps it in memory only.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Default for SupervisorConfig {
@@ -42,6 +46,7 @@ impl Default for SupervisorConfig {
             stable_after: Duration::from_secs(60),
             grace: Duration::from_secs(5),
             run: RunSettings::default(),
+            log_dir: None,
         }
     }
 }
@@ -191,6 +196,7 @@ impl Supervisor {
         let control = Arc::new(AppControl::new(
             policy.id().clone(),
             Arc::clone(&self.shared.sink),
+            self.shared.config.log_dir.as_deref(),
         ));
         let progress = Arc::new(Mutex::new(Progress {
             state: AppRunState::Running,

@@ -156,3 +156,23 @@ fn a_spinning_app_is_stopped_past_its_cpu_budget() {
         });
     assert!(rig.supervisor.status()[0].cpu >= Duration::from_millis(300));
 }
+
+#[test]
+fn app_output_is_kept_in_a_log_file_per_component() {
+    let logs = tempfile::tempdir().unwrap();
+    let config = SupervisorConfig {
+        log_dir: Some(logs.path().to_path_buf()),
+        ..test_config()
+    };
+    let rig = rig(config, None);
+    rig.supervisor
+        .start(image("blink", manifest("blink", 71).gpio([8])).with_env("BLINK_TOGGLES", "3"))
+        .unwrap();
+    rig.events
+        .wait_for(71, "exit", Duration::from_secs(30), |e| {
+            matches!(e, CompartmentEvent::Exited { code: 0, .. })
+        });
+    let log =
+        std::fs::read_to_string(logs.path().join(format!("{}.log", Uuid::from_u128(71)))).unwrap();
+    assert_eq!(log, "blink: GPIO 8 high (1)\nblink: GPIO 8 low (2)\nblink: GPIO 8 high (3)\nblink: done after 3 toggles\n");
+}

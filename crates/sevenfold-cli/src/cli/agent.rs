@@ -43,6 +43,9 @@ pub(crate) enum AgentCommand {
     Run(AgentRunArgs),
     /// Show what the agent last did (`status.json`).
     Status(AgentStatusArgs),
+    /// Print an app's output (standard output and error), by name or
+    /// component ID; `--follow` keeps printing as it grows.
+    Logs(AgentLogsArgs),
     /// Ask the service who this device is, over mutual TLS with the device
     /// certificate: proves the certificate works.
     Whoami(AgentWhoamiArgs),
@@ -130,6 +133,17 @@ pub(crate) enum PeripheralsArg {
 pub(crate) struct AgentStatusArgs {
     #[command(flatten)]
     pub(crate) state: StateDirArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentLogsArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// The app: its name or its component ID.
+    pub(crate) app: String,
+    /// Keep printing new output until interrupted.
+    #[arg(long, short)]
+    pub(crate) follow: bool,
 }
 
 #[derive(Debug, Args)]

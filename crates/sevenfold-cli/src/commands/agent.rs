@@ -307,6 +307,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             })?;
             success(mode, &status)
         }
+        AgentCommand::Logs(args) => app_logs(&args).await,
         AgentCommand::Whoami(args) => {
             let state = open(&args.state.state_dir)?;
             let answer = sevenfold_agent::whoami(&state)
@@ -377,6 +378,76 @@ async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<Exit
         .record_apps(apps.status())
         .context("cannot record the apps' final status")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `agent logs`: the app's log file (after its rotated predecessor), then,
+/// with `--follow`, whatever is appended (starting over after a rotation).
+async fn app_logs(args: &crate::cli::AgentLogsArgs) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let state = open(&args.state.state_dir)?;
+    let component = match args.app.parse::<uuid::Uuid>() {
+        Ok(id) => id.to_string(),
+        Err(_) => {
+            let status = state
+                .read_status()?
+                .unwrap_or_else(|| Status::new(String::new()));
+            status
+                .apps
+                .iter()
+                .find(|a| a.name == args.app)
+                .map(|a| a.component_id.clone())
+                .with_context(|| {
+                    format!(
+                        "no app named {} in status.json; give its component ID, or run the agent first",
+                        args.app
+                    )
+                })?
+        }
+    };
+    let path = state
+        .root()
+        .join(sevenfold_agent::APP_LOGS_DIR)
+        .join(format!("{component}.log"));
+    let mut out = std::io::stdout().lock();
+    let rotated = path.with_extension("log.1");
+    if let Ok(old) = std::fs::read(&rotated) {
+        out.write_all(&old)?;
+    }
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match std::fs::File::open(&path) {
+            Ok(mut file) => {
+                let len = file.metadata()?.len();
+                if len < offset {
+                    offset = 0; // rotated: the new file starts over
+                }
+                file.seek(SeekFrom::Start(offset))?;
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(buf.get(..n).unwrap_or_default())?;
+                    offset += n as u64;
+                }
+                out.flush()?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.follow => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!(
+                    "{} has no output yet ({} does not exist)",
+                    args.app,
+                    path.display()
+                )
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+        if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// How often `agent run` writes the apps' status to `status.json`.

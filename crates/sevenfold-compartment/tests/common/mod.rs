@@ -152,6 +152,7 @@ pub fn test_config() -> SupervisorConfig {
         run: RunSettings {
             cpu_budget: Duration::from_millis(300),
         },
+        log_dir: None,
     }
 }
 
