@@ -170,6 +170,11 @@ impl Supervisor {
     pub fn start(&self, image: AppImage) -> Result<(), CompartmentError> {
         let manifest = image.manifest();
         let id = manifest.component_id();
+        // Compile (or fetch from the caches) before taking the lock, so a
+        // cold compile does not hold up status() and the other apps.
+        self.shared
+            .engine
+            .module(manifest.name(), image.digest(), image.wasm())?;
         let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = apps.get_mut(&id) {
             let finished = slot.thread.as_ref().is_none_or(|t| t.is_finished())
@@ -188,9 +193,6 @@ impl Supervisor {
                 let _ = thread.join();
             }
         }
-        self.shared
-            .engine
-            .module(manifest.name(), image.digest(), image.wasm())?;
         let policy = AppPolicy::from_manifest(manifest);
         self.shared.services.channels.register(id, policy.peers());
         let control = Arc::new(AppControl::new(
