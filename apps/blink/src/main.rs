@@ -1,8 +1,9 @@
-//! `blink`: the "hello world" of Sevenfold. Toggles the LED on GPIO 8.
+//! `blink`: the "hello world" of Sevenfold. Toggles the LED on GPIO 8 through
+//! the compartment host's peripheral API, and reports each toggle on
+//! standard output (which the runtime captures as the app's log).
 //!
-//! Until the compartment host exposes its peripheral API, the app keeps the
-//! LED state itself and reports each toggle on standard output, which the
-//! runtime captures as the app's log.
+//! Runs until the supervisor asks it to stop, or for `BLINK_TOGGLES` toggles
+//! when that is set.
 
 use std::time::Duration;
 
@@ -10,15 +11,20 @@ use std::time::Duration;
 const LED_PIN: u32 = 8;
 
 fn main() {
-    let toggles: u32 = std::env::var("BLINK_TOGGLES")
+    let toggles: Option<u32> = std::env::var("BLINK_TOGGLES")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
+        .and_then(|v| v.parse().ok());
     let mut on = false;
-    for _ in 0..toggles {
+    let mut count: u32 = 0;
+    while toggles.map_or(true, |t| count < t) && !sevenfold_app::stop_requested() {
         on = !on;
-        println!("blink: GPIO {LED_PIN} {}", if on { "high" } else { "low" });
-        std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = sevenfold_app::gpio_set(LED_PIN, on) {
+            eprintln!("blink: GPIO {LED_PIN}: {e}");
+            std::process::exit(1);
+        }
+        count += 1;
+        println!("blink: GPIO {LED_PIN} {} ({count})", if on { "high" } else { "low" });
+        std::thread::sleep(Duration::from_millis(20));
     }
-    println!("blink: done after {toggles} toggles");
+    println!("blink: done after {count} toggles");
 }

@@ -8,6 +8,7 @@ use sevenfold_core::attestation::EvidenceBody;
 use sevenfold_rot::{DeviceId, PublicKey, RootOfTrust};
 use time::OffsetDateTime;
 
+use crate::apps::AppStatusEntry;
 use crate::attest::{self, AttestError, Attestation};
 use crate::boot::{measured_boot, BootReport, RuntimeImage};
 use crate::client::ServiceClient;
@@ -243,6 +244,11 @@ impl Agent {
             }
         }
         tracing::info!("agent stopped");
+    }
+
+    /// Records the apps' status in `status.json`.
+    pub fn record_apps(&self, apps: Vec<AppStatusEntry>) -> Result<(), AgentError> {
+        self.update_status(|s| s.apps = apps)
     }
 
     fn update_status(&self, change: impl FnOnce(&mut Status)) -> Result<(), AgentError> {

@@ -156,6 +156,9 @@ pub enum AgentError {
     /// TLS configuration could not be built.
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    /// The compartments (engine, storage) could not be set up.
+    #[error("apps: {0}")]
+    Compartment(#[from] sevenfold_compartment::CompartmentError),
 }
 
 impl AgentError {

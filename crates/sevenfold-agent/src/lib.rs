@@ -14,7 +14,11 @@
 //! certificate; [`Agent::run`] keeps it renewed. [`whoami`] uses the
 //! certificate for mutual TLS.
 //!
-//! Main types: [`StateDir`], [`Agent`], [`BootReport`], [`Attestation`],
+//! [`Apps::start`] then runs exactly the measured images, each in its own
+//! WebAssembly compartment (`sevenfold-compartment`), and their status goes
+//! to `status.json` (`apps`).
+//!
+//! Main types: [`StateDir`], [`Agent`], [`BootReport`], [`Attestation`], [`Apps`],
 //! [`Status`] (`status.json`), and the errors [`AgentError`] (the device
 //! itself) and [`AttestError`] (talking to the service).
 //!
@@ -50,6 +54,7 @@
 #![warn(missing_docs)]
 
 mod agent;
+mod apps;
 mod attest;
 mod boot;
 mod certs;
@@ -66,6 +71,7 @@ pub use agent::{
     renewal_delay, retry_delay, Agent, RunEvent, ShutdownSignals, JITTER, MAX_RENEWAL_INTERVAL,
     MAX_RETRY, MIN_RETRY,
 };
+pub use apps::{AppStatusEntry, Apps, APP_LOGS_DIR, APP_STORAGE_DIR, MODULE_CACHE_DIR};
 pub use attest::{build_evidence, AttestError, Attestation, EVIDENCE_PATH, NONCE_PATH};
 pub use boot::{measured_boot, BootReport, RuntimeImage, VerifiedImage, RUNTIME_NAME};
 pub use counters::CounterMap;

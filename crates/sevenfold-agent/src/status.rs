@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sevenfold_core::attestation::{BootFailure, ComponentKind};
 use time::OffsetDateTime;
 
+use crate::apps::AppStatusEntry;
 use crate::boot::BootReport;
 
 /// File name inside the state directory.
@@ -49,6 +50,8 @@ pub struct Status {
     pub last_error: Option<String>,
     /// When the runtime loop attests next.
     pub next_renewal: Option<String>,
+    /// The apps in their compartments (empty when the agent runs none).
+    pub apps: Vec<AppStatusEntry>,
 }
 
 /// One measurement in [`Status::boot_measurements`].
@@ -96,6 +99,7 @@ impl Status {
             .collect();
         self.boot_failures = report.failures.clone();
         self.next_renewal = None;
+        self.apps.clear();
     }
 }
 

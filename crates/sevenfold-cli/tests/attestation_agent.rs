@@ -476,3 +476,82 @@ fn expired_certificate(f: &Fleet, tenant: &str) -> (String, String) {
         .unwrap();
     (cert.to_pem(), SoftwareKey::pkcs8_to_pem(&pkcs8).to_string())
 }
+
+/// Issue 6 end to end: `agent run` starts the measured app in its
+/// compartment, `agent status` shows it, and SIGTERM stops it gracefully.
+#[test]
+fn agent_run_starts_the_measured_app_and_agent_status_shows_it() {
+    let fleet = Fleet::start();
+    let tenant = fleet.tenant("apps");
+    let (state, _) = fleet.device("device-apps", &tenant);
+    let mut agent = Command::new(support::bin())
+        .args(["agent", "run", "--state-dir", s(&state)])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = |state: &Path| ok_json(&["agent", "status", "--state-dir", s(state)]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let blink = loop {
+        // status.json appears once boot is done.
+        let out = sevenfold(&[
+            "--output",
+            "json",
+            "agent",
+            "status",
+            "--state-dir",
+            s(&state),
+        ]);
+        let now: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let apps = now["apps"].as_array().cloned().unwrap_or_default();
+        if let Some(app) = apps
+            .into_iter()
+            // Running, and past instantiation (its memory is known).
+            .find(|a| {
+                a["name"] == "blink"
+                    && a["state"] == "running"
+                    && a["memory_bytes"].as_u64().is_some_and(|m| m > 0)
+            })
+        {
+            break app;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blink never ran: {now}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(
+        blink["component_id"],
+        "5b9a1c52-3f0b-4a39-9d7e-6f2d1c3e8a10"
+    );
+    assert_eq!(blink["restarts"], 0);
+    assert!(blink["memory_bytes"].as_u64().unwrap() <= 2048 * 1024);
+    let human = sevenfold(&["agent", "status", "--state-dir", s(&state)]);
+    assert!(String::from_utf8_lossy(&human.stdout)
+        .contains("blink 1.0.0 (5b9a1c52-3f0b-4a39-9d7e-6f2d1c3e8a10)  running"));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(agent.wait().unwrap().success());
+    let apps = status(&state)["apps"].clone();
+    assert_eq!(apps[0]["state"], "stopped", "{apps}");
+    assert!(
+        apps[0]["recent_failures"].as_array().unwrap().is_empty(),
+        "{apps}"
+    );
+    // Its output, by name and by component ID.
+    for app in ["blink", "5b9a1c52-3f0b-4a39-9d7e-6f2d1c3e8a10"] {
+        let logs = sevenfold(&["agent", "logs", "--state-dir", s(&state), app]);
+        assert!(logs.status.success(), "{logs:?}");
+        let text = String::from_utf8_lossy(&logs.stdout);
+        assert!(text.starts_with("blink: GPIO 8 high (1)\n"), "{text}");
+        assert!(text.contains("blink: done after"), "{text}");
+    }
+    let unknown = sevenfold(&["agent", "logs", "--state-dir", s(&state), "nosuchapp"]);
+    assert!(!unknown.status.success());
+}

@@ -54,6 +54,9 @@ pub(crate) enum AgentCommand {
     Update(AgentUpdateArgs),
     /// Show what the agent last did (`status.json`).
     Status(AgentStatusArgs),
+    /// Print an app's output (standard output and error), by name or
+    /// component ID; `--follow` keeps printing as it grows.
+    Logs(AgentLogsArgs),
     /// Ask the service who this device is, over mutual TLS with the device
     /// certificate: proves the certificate works.
     Whoami(AgentWhoamiArgs),
@@ -117,12 +120,22 @@ pub(crate) struct AgentRunArgs {
     #[command(flatten)]
     pub(crate) state: StateDirArg,
     /// Exit after the first attestation: 0 on pass, non-zero on fail or error.
+    /// Starts no apps.
     #[arg(long)]
     pub(crate) once: bool,
     /// Seconds between update checks (shortened by up to a quarter at
     /// random); the first check follows the first attestation.
     #[arg(long, value_name = "SECONDS", default_value_t = 4 * 3600)]
     pub(crate) update_interval: u64,
+    /// Peripherals the apps' GPIO and UART calls drive: `simulated` (in
+    /// memory; development machines and tests) or `linux` (GPIO through
+    /// /sys/class/gpio, UARTs as mapped by --uart).
+    #[arg(long, value_enum, default_value = "simulated")]
+    pub(crate) peripherals: PeripheralsArg,
+    /// A UART of the `linux` peripherals: manifest name = device, e.g.
+    /// `ISU0=/dev/ttyS0`. Repeatable.
+    #[arg(long = "uart", value_name = "NAME=DEVICE")]
+    pub(crate) uarts: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -135,10 +148,27 @@ pub(crate) struct AgentUpdateArgs {
     pub(crate) now: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PeripheralsArg {
+    Simulated,
+    Linux,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct AgentStatusArgs {
     #[command(flatten)]
     pub(crate) state: StateDirArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentLogsArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// The app: its name or its component ID.
+    pub(crate) app: String,
+    /// Keep printing new output until interrupted.
+    #[arg(long, short)]
+    pub(crate) follow: bool,
 }
 
 #[derive(Debug, Args)]

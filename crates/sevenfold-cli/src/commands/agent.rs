@@ -8,13 +8,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 use sevenfold_agent::{
-    Agent, AttestError, Attestation, InitOptions, RotBackend, RunEvent, RuntimeImage,
+    Agent, Apps, AttestError, Attestation, InitOptions, RotBackend, RunEvent, RuntimeImage,
     ShutdownSignals, StateDir, Status, WhoAmI,
+};
+use sevenfold_compartment::{
+    EventSink, LinuxPeripherals, Peripherals, SimulatedPeripherals, SupervisorConfig,
 };
 use tracing_subscriber::EnvFilter;
 
 use super::agent_update;
-use crate::cli::{AgentCommand, OutputMode, RotArg};
+use crate::cli::{AgentCommand, AgentRunArgs, OutputMode, PeripheralsArg, RotArg};
 use crate::files;
 use crate::output::{fields, or_dash, success, Render};
 
@@ -174,6 +177,26 @@ impl Render for Status {
                 text.push_str(&format!("  {}: {}\n", f.component, f.reason));
             }
         }
+        text.push_str("Apps:\n");
+        if self.apps.is_empty() {
+            text.push_str("  -\n");
+        }
+        for app in &self.apps {
+            text.push_str(&format!(
+                "  {} {} ({})  {}  restarts {}  memory {} KiB (peak {} KiB)  cpu {} ms\n",
+                app.name,
+                app.version,
+                app.component_id,
+                app.state,
+                app.restarts,
+                app.memory_bytes / 1024,
+                app.memory_peak_bytes / 1024,
+                app.cpu_ms
+            ));
+            if let Some(failure) = &app.last_failure {
+                text.push_str(&format!("      last failure: {failure}\n"));
+            }
+        }
         text
     }
 }
@@ -274,10 +297,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
                 },
             )
         }
-        AgentCommand::Run(args) => {
-            let interval = std::time::Duration::from_secs(args.update_interval.max(1));
-            run_agent(mode, &args.state.state_dir, args.once, interval).await
-        }
+        AgentCommand::Run(args) => run_agent(mode, &args).await,
         AgentCommand::Update(args) => agent_update::update_now(mode, &args.state.state_dir).await,
         AgentCommand::Status(args) => {
             let state = open(&args.state.state_dir)?;
@@ -289,6 +309,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             })?;
             success(mode, &status)
         }
+        AgentCommand::Logs(args) => app_logs(&args).await,
         AgentCommand::Whoami(args) => {
             let state = open(&args.state.state_dir)?;
             let answer = sevenfold_agent::whoami(&state)
@@ -299,13 +320,11 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
     }
 }
 
-async fn run_agent(
-    mode: OutputMode,
-    state_dir: &Path,
-    once: bool,
-    update_interval: std::time::Duration,
-) -> anyhow::Result<ExitCode> {
+async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<ExitCode> {
+    let (state_dir, once) = (args.state.state_dir.as_path(), args.once);
+    let update_interval = std::time::Duration::from_secs(args.update_interval.max(1));
     init_logging(mode == OutputMode::Json);
+    let peripherals = peripherals(args)?;
     // Listen before the boot, so a signal during it is not lost.
     let signals = ShutdownSignals::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -327,9 +346,29 @@ async fn run_agent(
             outcome?;
             return Ok(ExitCode::SUCCESS);
         }
-        // Updates run beside attestation; a round that changes the
-        // installed images ends this boot, and the loop boots again so the
-        // new images are measured and attested.
+        let agent = std::sync::Arc::new(agent);
+        // The apps boot measured, each in its own compartment. Their events
+        // are logged (with the app's component ID) by the compartment host.
+        let apps = {
+            let agent = std::sync::Arc::clone(&agent);
+            let peripherals = peripherals.clone();
+            let sink: EventSink = std::sync::Arc::new(|_| {});
+            blocking(move || {
+                Apps::start(
+                    agent.state(),
+                    agent.boot_report(),
+                    peripherals,
+                    SupervisorConfig::default(),
+                    sink,
+                )
+            })
+            .await?
+            .context("the app compartments could not be set up")?
+        };
+        let apps = std::sync::Arc::new(apps);
+        // Updates run beside attestation; a round that changes the installed
+        // images ends this boot, and the loop boots again so the new images
+        // are measured, attested and started.
         let (restart_tx, restart_rx) = tokio::sync::watch::channel(false);
         let updater = tokio::spawn(agent_update::update_loop(
             mode,
@@ -339,17 +378,129 @@ async fn run_agent(
             stop_rx.clone(),
         ));
         let shutdown = agent_update::until_either(stop_rx.clone(), restart_rx);
-        agent
-            .run(shutdown, |event: &RunEvent| {
+        let record_apps = async {
+            loop {
+                if let Err(e) = agent.record_apps(apps.status()) {
+                    tracing::warn!(error = %e, "cannot record the apps' status");
+                }
+                tokio::time::sleep(APP_STATUS_INTERVAL).await;
+            }
+        };
+        tokio::select! {
+            () = agent.run(shutdown, |event: &RunEvent| {
                 print_outcome(mode, &event.outcome, Some(event.next_attempt_in));
-            })
-            .await;
+            }) => {}
+            () = record_apps => {}
+        }
         updater.abort();
+        let stopping = std::sync::Arc::clone(&apps);
+        blocking(move || stopping.stop()).await?;
+        agent
+            .record_apps(apps.status())
+            .context("cannot record the apps' final status")?;
         if *stop_rx.borrow() {
             return Ok(ExitCode::SUCCESS);
         }
         tracing::info!("the installed images changed; booting again to measure them");
     }
+}
+
+/// `agent logs`: the app's log file (after its rotated predecessor), then,
+/// with `--follow`, whatever is appended (starting over after a rotation).
+async fn app_logs(args: &crate::cli::AgentLogsArgs) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let state = open(&args.state.state_dir)?;
+    let component = match args.app.parse::<uuid::Uuid>() {
+        Ok(id) => id.to_string(),
+        Err(_) => {
+            let status = state
+                .read_status()?
+                .unwrap_or_else(|| Status::new(String::new()));
+            status
+                .apps
+                .iter()
+                .find(|a| a.name == args.app)
+                .map(|a| a.component_id.clone())
+                .with_context(|| {
+                    format!(
+                        "no app named {} in status.json; give its component ID, or run the agent first",
+                        args.app
+                    )
+                })?
+        }
+    };
+    let path = state
+        .root()
+        .join(sevenfold_agent::APP_LOGS_DIR)
+        .join(format!("{component}.log"));
+    let mut out = std::io::stdout().lock();
+    let rotated = path.with_extension("log.1");
+    if let Ok(old) = std::fs::read(&rotated) {
+        out.write_all(&old)?;
+    }
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match std::fs::File::open(&path) {
+            Ok(mut file) => {
+                let len = file.metadata()?.len();
+                if len < offset {
+                    offset = 0; // rotated: the new file starts over
+                }
+                file.seek(SeekFrom::Start(offset))?;
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(buf.get(..n).unwrap_or_default())?;
+                    offset += n as u64;
+                }
+                out.flush()?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.follow => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!(
+                    "{} has no output yet ({} does not exist)",
+                    args.app,
+                    path.display()
+                )
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+        if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// How often `agent run` writes the apps' status to `status.json`.
+const APP_STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn peripherals(args: &AgentRunArgs) -> anyhow::Result<std::sync::Arc<dyn Peripherals>> {
+    Ok(match args.peripherals {
+        PeripheralsArg::Simulated => {
+            anyhow::ensure!(
+                args.uarts.is_empty(),
+                "--uart maps devices of --peripherals linux; the simulated UARTs need no mapping"
+            );
+            std::sync::Arc::new(SimulatedPeripherals::new())
+        }
+        PeripheralsArg::Linux => {
+            let mut uarts = std::collections::HashMap::new();
+            for entry in &args.uarts {
+                let (name, device) = entry.split_once('=').with_context(|| {
+                    format!("--uart {entry}: write NAME=DEVICE, e.g. ISU0=/dev/ttyS0")
+                })?;
+                uarts.insert(name.to_owned(), PathBuf::from(device));
+            }
+            std::sync::Arc::new(LinuxPeripherals::new(
+                PathBuf::from("/sys/class/gpio"),
+                uarts,
+            ))
+        }
+    })
 }
 
 /// The one line per verdict that `agent run` prints to standard output.
