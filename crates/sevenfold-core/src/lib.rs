@@ -7,6 +7,8 @@
 //! - [`attestation`]: evidence a device sends to attest, the event log and
 //!   the checks that need no database (quote, log replay).
 //! - [`api`]: request and response bodies of the operator API.
+//! - [`report`]: failure records a device journals and uploads, and the
+//!   operator bodies for problems, error reports and webhooks.
 //! - [`manifest`]: the application manifest (`app_manifest.json`), validated
 //!   into a domain type; every problem is reported with its JSON path.
 //!
@@ -23,3 +25,4 @@ pub mod api;
 pub mod attestation;
 pub mod manifest;
 pub mod package;
+pub mod report;
