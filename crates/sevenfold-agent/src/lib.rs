@@ -57,6 +57,8 @@ mod client;
 mod counters;
 mod error;
 mod fsutil;
+pub mod journal;
+pub mod reporter;
 mod state;
 mod status;
 mod whoami;

@@ -303,6 +303,8 @@ async fn run_agent(mode: OutputMode, state_dir: &Path, once: bool) -> anyhow::Re
     let agent = blocking(move || Agent::start(state, &runtime))
         .await?
         .context("measured boot failed; the agent did not start")?;
+    // From here on a panic of the runtime is journaled before the process ends.
+    sevenfold_agent::journal::install_panic_hook(agent.journal().clone());
     if once {
         let outcome = agent.attest().await;
         print_outcome(mode, &outcome, None);
