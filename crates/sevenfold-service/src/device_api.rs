@@ -53,6 +53,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/device/v1/attestation/nonce", post(nonce))
         .route("/device/v1/attestation/evidence", post(evidence))
         .route("/device/v1/whoami", get(whoami))
+        .route("/device/v1/reports", post(crate::failures::upload))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::NotFound("no such device API endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))

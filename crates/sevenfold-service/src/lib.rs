@@ -34,6 +34,7 @@ mod auth;
 pub mod blobs;
 pub mod config;
 mod device_api;
+mod failures;
 mod metrics;
 pub mod server;
 pub mod store;

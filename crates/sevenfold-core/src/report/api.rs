@@ -143,3 +143,11 @@ pub struct WebhookCreated {
     /// not shown again.
     pub secret: String,
 }
+
+/// `GET|PUT /tenants/{tenant}/failure-settings`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureSettings {
+    /// Days failure reports are kept (1 to 3650; default 14).
+    pub retention_days: u32,
+}

@@ -20,8 +20,8 @@ mod record;
 mod tests;
 
 pub use api::{
-    CreateWebhook, ErrorReportPage, ErrorReportRow, ProblemDetail, ProblemInfo, ProblemPage,
-    ResolveProblem, WebhookCreated, WebhookInfo, WEBHOOK_EVENTS,
+    CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, ProblemDetail, ProblemInfo,
+    ProblemPage, ResolveProblem, WebhookCreated, WebhookInfo, WEBHOOK_EVENTS,
 };
 pub use record::{
     FailureKind, FailureRecord, RecordId, ReportAck, ReportBatch, ReportError, MAX_BATCH_LEN,

@@ -379,7 +379,9 @@ impl ReportBatch {
         Ok(batch)
     }
 
-    fn validate(&self) -> Result<(), ReportError> {
+    /// Checks the record count and every record (for a batch that was
+    /// deserialised some other way than [`ReportBatch::read`]).
+    pub fn validate(&self) -> Result<(), ReportError> {
         if self.records.is_empty() {
             return Err(ReportError::Invalid {
                 field: "records",

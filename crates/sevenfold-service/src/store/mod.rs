@@ -42,16 +42,19 @@
 //! Each concern has its own file and `impl Store` block: `tenants.rs` (users,
 //! tokens, roles, tenants), `products.rs` (products, groups), `devices.rs`
 //! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images),
-//! `audit.rs` (the hash-chained audit log).
+//! `audit.rs` (the hash-chained audit log), `failures.rs` (failure reports,
+//! problems, retention), `webhooks.rs` (webhooks and their delivery queue).
 
 mod attestation;
 mod audit;
 mod devices;
 mod error;
+mod failures;
 mod images;
 mod model;
 mod products;
 mod tenants;
+mod webhooks;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -64,6 +67,10 @@ use sqlx::{AnyPool, Row, SqlSafeStr};
 pub use attestation::{AttestationRecord, RuntimeRelease, TenantCaRecord};
 pub use audit::GENESIS_HASH;
 pub use error::StoreError;
+pub use failures::{
+    version_newer, IngestOutcome, NewReport, ProblemEvent, ProblemKey, ProblemRecord, ReportCursor,
+    ReportRow, DEFAULT_RETENTION_DAYS,
+};
 use model::clamp_limit;
 pub use model::{
     AuditEntry, AuditFilter, AuditOutcome, AuditVerification, Device, DeviceGroup, DeviceMode,
@@ -72,6 +79,7 @@ pub use model::{
     TransferStatus, UpdatePolicy, User,
 };
 pub use products::DEFAULT_GROUPS;
+pub use webhooks::{DueDelivery, WebhookRecord, MAX_ATTEMPTS};
 
 /// The schema migrations, in order: (version, description, SQL). Embedded
 /// with `include_str!`; a new `migrations/NNNN_name.sql` must be added here
@@ -87,6 +95,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "attestation",
         include_str!("../../migrations/0002_attestation.sql"),
+    ),
+    (
+        4,
+        "failures",
+        include_str!("../../migrations/0004_failures.sql"),
     ),
 ];
 

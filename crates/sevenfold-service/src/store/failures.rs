@@ -1,0 +1,589 @@
+//! Failure reports and problems: idempotent ingest (a record is stored once
+//! per device and record ID), grouping into problems by signature, the
+//! paged error report, resolve and regression, retention.
+
+use sqlx::any::AnyRow;
+
+use super::error::StoreError;
+use super::{col, new_id, to_count, Store};
+
+/// Default retention of failure reports, in days.
+pub const DEFAULT_RETENTION_DAYS: u32 = 14;
+const DAY_MS: i64 = 86_400_000;
+
+/// A record to store, already validated and given its problem key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewReport {
+    /// Device that reported it.
+    pub device_id: String,
+    /// The device's record ID (or an attestation's ID).
+    pub record_id: String,
+    /// When it happened (ms).
+    pub at: i64,
+    /// Component.
+    pub component_id: String,
+    /// Component version.
+    pub component_version: String,
+    /// Kind (wire spelling).
+    pub kind: String,
+    /// Reason.
+    pub reason: String,
+    /// Frames, JSON array.
+    pub frames: String,
+    /// Details, JSON object.
+    pub details: String,
+    /// The problem it belongs to; `None` for heartbeats.
+    pub problem: Option<ProblemKey>,
+}
+
+/// What groups a failure: its signature and the problem's title.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProblemKey {
+    /// Hex SHA-256 of the normalised signature.
+    pub signature: String,
+    /// Normalised reason and top frame.
+    pub title: String,
+}
+
+/// A problem's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProblemRecord {
+    /// ID.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Signature.
+    pub signature: String,
+    /// Component.
+    pub component_id: String,
+    /// Kind.
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// `open`, `resolved` or `regression`.
+    pub status: String,
+    /// First occurrence (ms).
+    pub first_seen: i64,
+    /// Latest occurrence (ms).
+    pub last_seen: i64,
+    /// Occurrences.
+    pub occurrences: u64,
+    /// Distinct devices.
+    pub devices: u64,
+    /// Newest version seen.
+    pub last_version: String,
+    /// When resolved (ms).
+    pub resolved_at: Option<i64>,
+    /// Version it was resolved in.
+    pub resolved_version: Option<String>,
+}
+
+/// Why a webhook notification is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemEvent {
+    /// A signature seen for the first time.
+    NewProblem,
+    /// A resolved problem seen again in a newer version.
+    Regression,
+    /// A failed attestation (recorded by the service).
+    AttestationFailed,
+}
+
+impl ProblemEvent {
+    /// The event name webhooks subscribe to.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemEvent::NewProblem => "new-problem",
+            ProblemEvent::Regression => "regression",
+            ProblemEvent::AttestationFailed => "attestation-failed",
+        }
+    }
+}
+
+/// What an ingest did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Records stored now.
+    pub stored: u32,
+    /// Records already stored (resent).
+    pub duplicates: u32,
+    /// Notifications queued.
+    pub events: Vec<(ProblemEvent, String)>,
+}
+
+/// One row of the error report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRow {
+    /// Device.
+    pub device_id: String,
+    /// Record ID.
+    pub record_id: String,
+    /// The device's group, if any.
+    pub group_id: Option<String>,
+    /// When it happened (ms).
+    pub at: i64,
+    /// When it was received (ms).
+    pub received_at: i64,
+    /// Component.
+    pub component_id: String,
+    /// Version.
+    pub component_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Reason.
+    pub reason: String,
+    /// Its problem.
+    pub problem_id: Option<String>,
+}
+
+/// Keyset position in the error report: (received_at, device_id, record_id).
+pub type ReportCursor = (i64, String, String);
+
+/// Whether version `a` is newer than `b`: semantic versions compare as
+/// such; otherwise any difference counts as newer (a rebuilt component with
+/// an unparseable version must not hide a regression).
+pub fn version_newer(a: &str, b: &str) -> bool {
+    match (semver::Version::parse(a), semver::Version::parse(b)) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => a != b,
+    }
+}
+
+impl Store {
+    /// Stores `reports` of one tenant in one transaction: each new record is
+    /// grouped into its problem (created, counted, reopened as a regression
+    /// when seen in a version newer than the one it was resolved in);
+    /// records already stored are counted as duplicates and change nothing.
+    /// `attestation` marks service-side attestation failures, which also
+    /// raise `attestation-failed`. Webhook deliveries for the events are
+    /// queued in the same transaction.
+    pub async fn ingest_reports(
+        &self,
+        tenant_id: &str,
+        reports: &[NewReport],
+        attestation: bool,
+        now: i64,
+    ) -> Result<IngestOutcome, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut outcome = IngestOutcome::default();
+        for report in reports {
+            let inserted = sqlx::query(
+                "INSERT INTO failure_reports (device_id, record_id, tenant_id, at, received_at, \
+                 component_id, component_version, kind, reason, frames, details) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (device_id, record_id) DO NOTHING",
+            )
+            .bind(&report.device_id)
+            .bind(&report.record_id)
+            .bind(tenant_id)
+            .bind(report.at)
+            .bind(now)
+            .bind(&report.component_id)
+            .bind(&report.component_version)
+            .bind(&report.kind)
+            .bind(&report.reason)
+            .bind(&report.frames)
+            .bind(&report.details)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                outcome.duplicates += 1;
+                continue;
+            }
+            outcome.stored += 1;
+            let Some(key) = &report.problem else {
+                continue;
+            };
+            let (problem_id, event) = upsert_problem(&mut tx, tenant_id, report, key).await?;
+            sqlx::query(
+                "UPDATE failure_reports SET problem_id = $1 WHERE device_id = $2 AND record_id = $3",
+            )
+            .bind(&problem_id)
+            .bind(&report.device_id)
+            .bind(&report.record_id)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(event) = event {
+                outcome.events.push((event, problem_id.clone()));
+            }
+            if attestation {
+                outcome
+                    .events
+                    .push((ProblemEvent::AttestationFailed, problem_id));
+            }
+        }
+        for (event, problem_id) in &outcome.events {
+            let problem = problem_in(&mut tx, tenant_id, problem_id).await?;
+            super::webhooks::enqueue(&mut tx, tenant_id, *event, &problem, now).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// A page of the error report: failures (not heartbeats) received since
+    /// `since`, newest first, optionally only from devices in `group`.
+    pub async fn report_page(
+        &self,
+        tenant_id: &str,
+        since: i64,
+        group: Option<&str>,
+        after: Option<&ReportCursor>,
+        limit: u32,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        let limit = i64::from(limit.clamp(1, 10_000));
+        let (c_at, c_dev, c_rec) = match after {
+            Some((at, dev, rec)) => (*at, dev.as_str(), rec.as_str()),
+            None => (i64::MAX, "", ""),
+        };
+        let rows = sqlx::query(
+            "SELECT r.device_id, r.record_id, d.group_id, r.at, r.received_at, r.component_id, \
+             r.component_version, r.kind, r.reason, r.problem_id \
+             FROM failure_reports r LEFT JOIN devices d ON d.id = r.device_id AND d.tenant_id = r.tenant_id \
+             WHERE r.tenant_id = $1 AND r.received_at >= $2 AND r.kind <> 'heartbeat' \
+             AND ($3 = '' OR d.group_id = $3) \
+             AND (r.received_at < $4 OR (r.received_at = $4 AND (r.device_id < $5 \
+                  OR (r.device_id = $5 AND r.record_id < $6)))) \
+             ORDER BY r.received_at DESC, r.device_id DESC, r.record_id DESC LIMIT $7",
+        )
+        .bind(tenant_id)
+        .bind(since)
+        .bind(group.unwrap_or(""))
+        .bind(c_at)
+        .bind(if after.is_some() { c_dev } else { "\u{10FFFF}" })
+        .bind(c_rec)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReportRow {
+                    device_id: col(row, "device_id")?,
+                    record_id: col(row, "record_id")?,
+                    group_id: col(row, "group_id")?,
+                    at: col(row, "at")?,
+                    received_at: col(row, "received_at")?,
+                    component_id: col(row, "component_id")?,
+                    component_version: col(row, "component_version")?,
+                    kind: col(row, "kind")?,
+                    reason: col(row, "reason")?,
+                    problem_id: col(row, "problem_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Problems, most recently seen first, after the keyset `(last_seen, id)`.
+    pub async fn list_problems(
+        &self,
+        tenant_id: &str,
+        status: Option<&str>,
+        after: Option<&(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<ProblemRecord>, StoreError> {
+        let (c_seen, c_id) = match after {
+            Some((seen, id)) => (*seen, id.as_str()),
+            None => (i64::MAX, "\u{10FFFF}"),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{PROBLEM_SELECT} WHERE p.tenant_id = $1 AND ($2 = '' OR p.status = $2) \
+             AND (p.last_seen < $3 OR (p.last_seen = $3 AND p.id < $4)) \
+             ORDER BY p.last_seen DESC, p.id DESC LIMIT $5"
+        )))
+        .bind(tenant_id)
+        .bind(status.unwrap_or(""))
+        .bind(c_seen)
+        .bind(c_id)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(problem_from_row).collect()
+    }
+
+    /// One problem with up to 1000 affected devices and its versions.
+    pub async fn problem(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<(ProblemRecord, Vec<String>, Vec<String>), StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        let problem = problem_in(&mut conn, tenant_id, id).await?;
+        let devices = sqlx::query(
+            "SELECT device_id FROM problem_devices WHERE problem_id = $1 ORDER BY device_id LIMIT 1000",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| col::<String>(r, "device_id"))
+        .collect::<Result<Vec<_>, _>>()?;
+        let mut versions =
+            sqlx::query("SELECT version FROM problem_versions WHERE problem_id = $1")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| col::<String>(r, "version"))
+                .collect::<Result<Vec<_>, _>>()?;
+        versions.sort_by(|a, b| {
+            if version_newer(a, b) {
+                std::cmp::Ordering::Greater
+            } else if version_newer(b, a) {
+                std::cmp::Ordering::Less
+            } else {
+                a.cmp(b)
+            }
+        });
+        Ok((problem, devices, versions))
+    }
+
+    /// Marks a problem resolved in `fixed_in` (default: the newest version
+    /// seen); an occurrence in a newer version reopens it as a regression.
+    pub async fn resolve_problem(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        fixed_in: Option<&str>,
+        now: i64,
+    ) -> Result<ProblemRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let problem = problem_in(&mut tx, tenant_id, id).await?;
+        let version = fixed_in.unwrap_or(&problem.last_version).to_owned();
+        sqlx::query(
+            "UPDATE problems SET status = 'resolved', resolved_at = $1, resolved_version = $2 \
+             WHERE tenant_id = $3 AND id = $4",
+        )
+        .bind(now)
+        .bind(&version)
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let problem = problem_in(&mut tx, tenant_id, id).await?;
+        tx.commit().await?;
+        Ok(problem)
+    }
+
+    /// How many problems are open or regressed, over all tenants (a metric).
+    pub async fn count_open_problems(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM problems WHERE status <> 'resolved'")
+            .fetch_one(self.pool())
+            .await?;
+        to_count(col(&row, "n")?)
+    }
+
+    /// A tenant's retention of failure reports, in days.
+    pub async fn retention_days(&self, tenant_id: &str) -> Result<u32, StoreError> {
+        let row = sqlx::query("SELECT retention_days FROM failure_settings WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            None => Ok(DEFAULT_RETENTION_DAYS),
+            Some(row) => u32::try_from(col::<i64>(&row, "retention_days")?)
+                .map_err(|_| StoreError::Corrupt("retention_days out of range".into())),
+        }
+    }
+
+    /// Sets a tenant's retention (1 to 3650 days).
+    pub async fn set_retention_days(&self, tenant_id: &str, days: u32) -> Result<(), StoreError> {
+        if !(1..=3650).contains(&days) {
+            return Err(StoreError::Invalid(
+                "retention must be between 1 and 3650 days".into(),
+            ));
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM failure_settings WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO failure_settings (tenant_id, retention_days) VALUES ($1, $2)")
+            .bind(tenant_id)
+            .bind(i64::from(days))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes failure reports older than their tenant's retention (by time
+    /// of receipt), and finished webhook deliveries older than the default
+    /// retention. Problems stay (they are small, and a resolved one must be
+    /// remembered to detect a regression). Returns the reports deleted.
+    pub async fn purge_failure_reports(&self, now: i64) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM failure_reports WHERE received_at < $1 - $2 * COALESCE(\
+             (SELECT s.retention_days FROM failure_settings s \
+              WHERE s.tenant_id = failure_reports.tenant_id), $3)",
+        )
+        .bind(now)
+        .bind(DAY_MS)
+        .bind(i64::from(DEFAULT_RETENTION_DAYS))
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE created_at < $1 \
+             AND (delivered_at IS NOT NULL OR attempts >= $2)",
+        )
+        .bind(now - DAY_MS * i64::from(DEFAULT_RETENTION_DAYS))
+        .bind(super::webhooks::MAX_ATTEMPTS)
+        .execute(self.pool())
+        .await?;
+        Ok(deleted)
+    }
+
+    /// Failed attestations of claimed devices since `since` that are not yet
+    /// in the failure reports: (attestation ID, device, tenant, at, reasons JSON).
+    pub async fn unreported_attestation_failures(
+        &self,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String, i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.device_id, a.tenant_id, a.at, a.reasons FROM attestations a \
+             WHERE a.verdict = 'fail' AND a.tenant_id IS NOT NULL AND a.at >= $1 \
+             AND NOT EXISTS (SELECT 1 FROM failure_reports r \
+                             WHERE r.device_id = a.device_id AND r.record_id = a.id) \
+             ORDER BY a.at LIMIT $2",
+        )
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    col(r, "id")?,
+                    col(r, "device_id")?,
+                    col(r, "tenant_id")?,
+                    col(r, "at")?,
+                    col(r, "reasons")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+const PROBLEM_SELECT: &str = "SELECT p.id, p.tenant_id, p.signature, p.component_id, p.kind, \
+     p.title, p.status, p.first_seen, p.last_seen, p.occurrences, p.last_version, p.resolved_at, \
+     p.resolved_version, (SELECT COUNT(*) FROM problem_devices d WHERE d.problem_id = p.id) AS devices \
+     FROM problems p";
+
+fn problem_from_row(row: &AnyRow) -> Result<ProblemRecord, StoreError> {
+    Ok(ProblemRecord {
+        id: col(row, "id")?,
+        tenant_id: col(row, "tenant_id")?,
+        signature: col(row, "signature")?,
+        component_id: col(row, "component_id")?,
+        kind: col(row, "kind")?,
+        title: col(row, "title")?,
+        status: col(row, "status")?,
+        first_seen: col(row, "first_seen")?,
+        last_seen: col(row, "last_seen")?,
+        occurrences: to_count(col(row, "occurrences")?)?,
+        devices: to_count(col(row, "devices")?)?,
+        last_version: col(row, "last_version")?,
+        resolved_at: col(row, "resolved_at")?,
+        resolved_version: col(row, "resolved_version")?,
+    })
+}
+
+async fn problem_in(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &str,
+    id: &str,
+) -> Result<ProblemRecord, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{PROBLEM_SELECT} WHERE p.tenant_id = $1 AND p.id = $2"
+    )))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::not_found("problem", id))?;
+    problem_from_row(&row)
+}
+
+/// Creates or counts the problem of a new report; returns its ID and the
+/// event it raises (new problem, regression), if any.
+async fn upsert_problem(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &str,
+    report: &NewReport,
+    key: &ProblemKey,
+) -> Result<(String, Option<ProblemEvent>), StoreError> {
+    let id = new_id();
+    let created = sqlx::query(
+        "INSERT INTO problems (id, tenant_id, signature, component_id, kind, title, status, \
+         first_seen, last_seen, occurrences, last_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $7, 1, $8) \
+         ON CONFLICT (tenant_id, signature) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(tenant_id)
+    .bind(&key.signature)
+    .bind(&report.component_id)
+    .bind(&report.kind)
+    .bind(&key.title)
+    .bind(report.at)
+    .bind(&report.component_version)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    let (id, event) = if created {
+        (id, Some(ProblemEvent::NewProblem))
+    } else {
+        let row = sqlx::query(
+            "SELECT id, status, resolved_version, last_version, first_seen, last_seen \
+             FROM problems WHERE tenant_id = $1 AND signature = $2",
+        )
+        .bind(tenant_id)
+        .bind(&key.signature)
+        .fetch_one(&mut *conn)
+        .await?;
+        let id: String = col(&row, "id")?;
+        let status: String = col(&row, "status")?;
+        let resolved_version: Option<String> = col(&row, "resolved_version")?;
+        let last_version: String = col(&row, "last_version")?;
+        let regression = status == "resolved"
+            && resolved_version
+                .as_deref()
+                .is_none_or(|fixed| version_newer(&report.component_version, fixed));
+        let new_status = if regression { "regression" } else { &status };
+        let newest = if version_newer(&report.component_version, &last_version) {
+            report.component_version.clone()
+        } else {
+            last_version
+        };
+        let first_seen = col::<i64>(&row, "first_seen")?.min(report.at);
+        let last_seen = col::<i64>(&row, "last_seen")?.max(report.at);
+        sqlx::query(
+            "UPDATE problems SET occurrences = occurrences + 1, first_seen = $1, last_seen = $2, \
+             last_version = $3, status = $4 WHERE id = $5",
+        )
+        .bind(first_seen)
+        .bind(last_seen)
+        .bind(&newest)
+        .bind(new_status)
+        .bind(&id)
+        .execute(&mut *conn)
+        .await?;
+        (id, regression.then_some(ProblemEvent::Regression))
+    };
+    for (table, column, value) in [
+        ("problem_devices", "device_id", &report.device_id),
+        ("problem_versions", "version", &report.component_version),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (problem_id, {column}) VALUES ($1, $2) \
+             ON CONFLICT (problem_id, {column}) DO NOTHING"
+        )))
+        .bind(&id)
+        .bind(value)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok((id, event))
+}
