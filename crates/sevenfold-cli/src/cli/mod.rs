@@ -4,6 +4,7 @@
 //! the commands that talk to a Security Service, [`server`] the server itself.
 
 mod agent;
+mod failures;
 mod operator;
 mod server;
 
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub(crate) use self::agent::*;
+pub(crate) use self::failures::*;
 pub(crate) use self::operator::*;
 pub(crate) use self::server::ServerArgs;
 
@@ -93,6 +95,14 @@ pub(crate) enum Command {
     SigningKey(SigningKeyArgs),
     /// The hash-chained operator audit log.
     Audit(AuditArgs),
+    /// Failures devices reported (and failed attestations), newest first,
+    /// as a table, CSV or JSON; paged, no cap.
+    ErrorReport(ErrorReportArgs),
+    /// Problems: failures grouped by signature; list, show, resolve, retention.
+    Problem(ProblemArgs),
+    /// Webhooks notified of new problems, regressions, failed attestations
+    /// and halted rollouts, signed with HMAC-SHA256.
+    Webhook(WebhookArgs),
     /// The Sevenfold runtime builds devices may run (server administrators
     /// add and revoke them).
     Runtime(RuntimeArgs),
