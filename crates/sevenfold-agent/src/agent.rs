@@ -66,12 +66,16 @@ impl Agent {
         )?);
         let boot = measured_boot(&state, rot.as_ref(), runtime)?;
         for failure in &boot.failures {
-            let record = Journal::new_record(
-                FailureKind::BootCheckFailed,
-                &failure.component,
-                "",
-                &failure.reason,
-            )?;
+            // An image is stored as `<component ID>.imagepackage`: report the
+            // component ID, so its failures group with the app's others.
+            let suffix = format!(".{}", sevenfold_core::package::FILE_EXTENSION);
+            let component = failure
+                .component
+                .strip_suffix(&suffix)
+                .unwrap_or(&failure.component);
+            let record =
+                Journal::new_record(FailureKind::BootCheckFailed, component, "", &failure.reason)?
+                    .with_detail("file", &failure.component);
             journal.record(&record)?;
         }
         let mut status = match state.read_status() {
@@ -103,6 +107,12 @@ impl Agent {
             started: Instant::now(),
             upload_now: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Uploads every pending journal record now (one round, no retry);
+    /// needs a device certificate.
+    pub async fn upload_reports(&self) -> Result<reporter::UploadOutcome, AttestError> {
+        reporter::upload_pending(&self.state, &self.journal).await
     }
 
     /// The failure journal. The compartment supervisor records app

@@ -194,6 +194,24 @@ impl Journal {
         })
     }
 
+    /// Reads the journal in `dir` without changing anything (safe while an
+    /// agent is writing it): every whole record, oldest first, with whether
+    /// it was delivered. A tail being written is simply not shown.
+    pub fn inspect(dir: &Path) -> Result<Vec<(FailureRecord, bool)>, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        let acked = read_cursor(dir);
+        Ok(frame::scan(&bytes)
+            .records
+            .into_iter()
+            .map(|s| (s.record, s.seq <= acked))
+            .collect())
+    }
+
     /// A new record with a fresh random ID, stamped now.
     pub fn new_record(
         kind: FailureKind,

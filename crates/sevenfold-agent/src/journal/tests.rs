@@ -211,3 +211,31 @@ fn a_panic_is_journaled_by_the_hook() {
     assert_eq!(panic.details["thread"], "worker");
     assert!(panic.details["location"].contains("tests.rs"));
 }
+
+#[test]
+fn inspect_reads_without_cutting_a_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    for n in 0..3 {
+        journal.record(&record(n)).unwrap();
+    }
+    let first = journal.pending(1, usize::MAX)[0].0;
+    journal.acknowledge(first).unwrap();
+    drop(journal);
+    // A half-written record, as an agent mid-append leaves it.
+    let path = dir.path().join(JOURNAL_FILE);
+    let mut bytes = fs::read(&path).unwrap();
+    let len = bytes.len();
+    bytes.extend_from_slice(&[7u8; 10]);
+    fs::write(&path, &bytes).unwrap();
+    let seen = Journal::inspect(dir.path()).unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen.iter().map(|(_, d)| *d).collect::<Vec<_>>(),
+        [true, false, false]
+    );
+    assert_eq!(fs::read(&path).unwrap().len(), len + 10);
+    assert!(Journal::inspect(&dir.path().join("missing"))
+        .unwrap()
+        .is_empty());
+}

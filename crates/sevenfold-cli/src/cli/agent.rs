@@ -40,6 +40,11 @@ pub(crate) enum AgentCommand {
     /// line with `event`, `verdict`, `reasons`, `certificate_not_after`,
     /// `tenant_id`, `next_attempt_in_seconds`). Attempts that get no verdict
     /// are logged to standard error (`RUST_LOG`) and retried with back-off.
+    ///
+    /// Failures (boot checks, refused attestations, runtime panics) and an
+    /// hourly heartbeat go to the journal in STATE_DIR/journal and are
+    /// uploaded over mutual TLS whenever the device holds a certificate
+    /// (`[reporting]` in agent.toml tunes the bound and intervals).
     Run(AgentRunArgs),
     /// Show what the agent last did (`status.json`).
     Status(AgentStatusArgs),
@@ -105,7 +110,8 @@ pub(crate) struct AgentInstallArgs {
 pub(crate) struct AgentRunArgs {
     #[command(flatten)]
     pub(crate) state: StateDirArg,
-    /// Exit after the first attestation: 0 on pass, non-zero on fail or error.
+    /// Exit after the first attestation (and, on a pass, one upload of the
+    /// failure journal): 0 on pass, non-zero on fail or error.
     #[arg(long)]
     pub(crate) once: bool,
 }

@@ -309,6 +309,18 @@ async fn run_agent(mode: OutputMode, state_dir: &Path, once: bool) -> anyhow::Re
         let outcome = agent.attest().await;
         print_outcome(mode, &outcome, None);
         outcome?;
+        // Deliver what the journal holds while the certificate is fresh.
+        match agent.upload_reports().await {
+            Ok(done) if done.records > 0 => tracing::info!(
+                records = done.records,
+                duplicates = done.duplicates,
+                "failure reports delivered"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "failure reports not delivered; the next run retries")
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let shutdown = async move {
