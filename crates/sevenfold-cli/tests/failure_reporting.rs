@@ -596,3 +596,88 @@ fn failures_reach_the_operator_once_grouped_resolvable_and_signed() {
         30
     );
 }
+
+#[test]
+fn sigkill_during_upload_loses_nothing_and_stores_nothing_twice() {
+    let lab = setup();
+    let (state, id) = lab.device("dev1");
+    assert!(run_once(&state).status.success());
+    let config = std::fs::read_to_string(state.join("agent.toml")).unwrap();
+    std::fs::write(
+        state.join("agent.toml"),
+        format!("{config}\n[reporting]\nupload_interval_secs = 1\n"),
+    )
+    .unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut recorded = 0usize;
+    let (mut delivered_some, mut cut_short, mut before) = (0, 0, 0usize);
+    for trial in 0..50 {
+        // Failures recorded while the agent was down (150: two batches).
+        {
+            let journal = Journal::open(&state.join(JOURNAL_DIR), DEFAULT_MAX_BYTES).unwrap();
+            for n in 0..150 {
+                let record = Journal::new_record(
+                    sevenfold_core::report::FailureKind::Trap,
+                    BLINK,
+                    "1.0.0",
+                    &format!("wasm trap at 0x{:x}: unreachable", n * 16),
+                )
+                .unwrap()
+                .with_frames(["blink::run+0x1f", "_start"]);
+                journal.record(&record).unwrap();
+            }
+            recorded += 150;
+        }
+        let mut agent = Command::new(support::bin())
+            .args(["agent", "run", "--state-dir", s(&state)])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(100 + seed % 1400));
+        agent.kill().unwrap(); // SIGKILL, anywhere in boot, attestation or upload
+        agent.wait().unwrap();
+        let (all, delivered) = journal_ids(&state);
+        let stored = stored_ids(&lab, &id);
+        let stored_set: BTreeSet<String> = stored.iter().cloned().collect();
+        assert_eq!(
+            stored.len(),
+            stored_set.len(),
+            "trial {trial}: stored twice"
+        );
+        assert!(
+            delivered.is_subset(&stored_set),
+            "trial {trial}: acknowledged but not stored"
+        );
+        assert!(
+            stored_set.is_subset(&all),
+            "trial {trial}: stored but never journaled"
+        );
+        delivered_some += usize::from(stored_set.len() > before);
+        cut_short += usize::from(delivered.len() < all.len());
+        before = stored_set.len();
+    }
+    // The kills landed both after uploads and before all was delivered.
+    assert!(
+        delivered_some >= 5 && cut_short >= 5,
+        "{delivered_some} {cut_short}"
+    );
+    // Whatever was still pending arrives on the next run, each record once.
+    assert!(run_once(&state).status.success());
+    let (all, delivered) = journal_ids(&state);
+    assert_eq!(all, delivered);
+    let stored = stored_ids(&lab, &id);
+    assert_eq!(stored.len(), all.len());
+    assert!(stored.len() >= recorded);
+    // All those traps, at different addresses, are one problem.
+    let trap = problem_of(&lab, BLINK, "trap");
+    assert_eq!(trap["count"].as_u64(), Some(recorded as u64));
+    assert_eq!(
+        trap["title"],
+        "wasm trap at <addr>: unreachable @ blink::run+<addr>"
+    );
+}
