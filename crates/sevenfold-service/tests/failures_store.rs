@@ -369,3 +369,48 @@ async fn failed_attestations_and_webhook_queue() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_large_mixed_batch_counts_each_new_record_once() {
+    each_backend(|store| async move {
+        let tenant = store.create_tenant("t").await.unwrap().id;
+        let now = 1_000 * DAY_MS;
+        let make = |n: usize| {
+            let mut r = report(
+                &format!("dev{}", n % 9),
+                &format!("r{n}"),
+                "2.0.0",
+                now + n as i64,
+            );
+            if n % 3 == 0 {
+                r.problem = Some(ProblemKey {
+                    signature: "b".repeat(64),
+                    title: "other".into(),
+                });
+            }
+            r
+        };
+        let first: Vec<NewReport> = (0..120).map(make).collect();
+        store
+            .ingest_reports(&tenant, &first, false, now)
+            .await
+            .unwrap();
+        // 250 records crossing the insert chunk, 120 of them already stored.
+        let second: Vec<NewReport> = (0..250).map(make).collect();
+        let outcome = store
+            .ingest_reports(&tenant, &second, false, now)
+            .await
+            .unwrap();
+        assert_eq!((outcome.stored, outcome.duplicates), (130, 120));
+        assert!(outcome.events.is_empty());
+        let problems = store.list_problems(&tenant, None, None, 10).await.unwrap();
+        let total: u64 = problems.iter().map(|p| p.occurrences).sum();
+        assert_eq!(total, 250);
+        let other = problems.iter().find(|p| p.title == "other").unwrap();
+        assert_eq!(other.occurrences, 84);
+        assert_eq!(other.devices, 3);
+        assert_eq!(other.first_seen, now);
+        assert_eq!(other.last_seen, now + 249);
+    })
+    .await;
+}

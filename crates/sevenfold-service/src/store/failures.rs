@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 
 use super::error::StoreError;
-use super::{col, new_id, to_count, Store};
+use super::{col, to_count, Store};
 
 /// Default retention of failure reports, in days.
 pub const DEFAULT_RETENTION_DAYS: u32 = 14;
@@ -150,77 +150,6 @@ pub fn version_newer(a: &str, b: &str) -> bool {
 }
 
 impl Store {
-    /// Stores `reports` of one tenant in one transaction: each new record is
-    /// grouped into its problem (created, counted, reopened as a regression
-    /// when seen in a version newer than the one it was resolved in);
-    /// records already stored are counted as duplicates and change nothing.
-    /// `attestation` marks service-side attestation failures, which also
-    /// raise `attestation-failed`. Webhook deliveries for the events are
-    /// queued in the same transaction.
-    pub async fn ingest_reports(
-        &self,
-        tenant_id: &str,
-        reports: &[NewReport],
-        attestation: bool,
-        now: i64,
-    ) -> Result<IngestOutcome, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let mut outcome = IngestOutcome::default();
-        for report in reports {
-            let inserted = sqlx::query(
-                "INSERT INTO failure_reports (device_id, record_id, tenant_id, at, received_at, \
-                 component_id, component_version, kind, reason, frames, details) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (device_id, record_id) DO NOTHING",
-            )
-            .bind(&report.device_id)
-            .bind(&report.record_id)
-            .bind(tenant_id)
-            .bind(report.at)
-            .bind(now)
-            .bind(&report.component_id)
-            .bind(&report.component_version)
-            .bind(&report.kind)
-            .bind(&report.reason)
-            .bind(&report.frames)
-            .bind(&report.details)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                outcome.duplicates += 1;
-                continue;
-            }
-            outcome.stored += 1;
-            let Some(key) = &report.problem else {
-                continue;
-            };
-            let (problem_id, event) = upsert_problem(&mut tx, tenant_id, report, key).await?;
-            sqlx::query(
-                "UPDATE failure_reports SET problem_id = $1 WHERE device_id = $2 AND record_id = $3",
-            )
-            .bind(&problem_id)
-            .bind(&report.device_id)
-            .bind(&report.record_id)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(event) = event {
-                outcome.events.push((event, problem_id.clone()));
-            }
-            if attestation {
-                outcome
-                    .events
-                    .push((ProblemEvent::AttestationFailed, problem_id));
-            }
-        }
-        for (event, problem_id) in &outcome.events {
-            let problem = problem_in(&mut tx, tenant_id, problem_id).await?;
-            super::webhooks::enqueue(&mut tx, tenant_id, *event, &problem, now).await?;
-        }
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
     /// A page of the error report: failures (not heartbeats) received since
     /// `since`, newest first, optionally only from devices in `group`.
     pub async fn report_page(
@@ -489,7 +418,7 @@ fn problem_from_row(row: &AnyRow) -> Result<ProblemRecord, StoreError> {
     })
 }
 
-async fn problem_in(
+pub(super) async fn problem_in(
     conn: &mut sqlx::AnyConnection,
     tenant_id: &str,
     id: &str,
@@ -503,87 +432,4 @@ async fn problem_in(
     .await?
     .ok_or_else(|| StoreError::not_found("problem", id))?;
     problem_from_row(&row)
-}
-
-/// Creates or counts the problem of a new report; returns its ID and the
-/// event it raises (new problem, regression), if any.
-async fn upsert_problem(
-    conn: &mut sqlx::AnyConnection,
-    tenant_id: &str,
-    report: &NewReport,
-    key: &ProblemKey,
-) -> Result<(String, Option<ProblemEvent>), StoreError> {
-    let id = new_id();
-    let created = sqlx::query(
-        "INSERT INTO problems (id, tenant_id, signature, component_id, kind, title, status, \
-         first_seen, last_seen, occurrences, last_version) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $7, 1, $8) \
-         ON CONFLICT (tenant_id, signature) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(tenant_id)
-    .bind(&key.signature)
-    .bind(&report.component_id)
-    .bind(&report.kind)
-    .bind(&key.title)
-    .bind(report.at)
-    .bind(&report.component_version)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    let (id, event) = if created {
-        (id, Some(ProblemEvent::NewProblem))
-    } else {
-        let row = sqlx::query(
-            "SELECT id, status, resolved_version, last_version, first_seen, last_seen \
-             FROM problems WHERE tenant_id = $1 AND signature = $2",
-        )
-        .bind(tenant_id)
-        .bind(&key.signature)
-        .fetch_one(&mut *conn)
-        .await?;
-        let id: String = col(&row, "id")?;
-        let status: String = col(&row, "status")?;
-        let resolved_version: Option<String> = col(&row, "resolved_version")?;
-        let last_version: String = col(&row, "last_version")?;
-        let regression = status == "resolved"
-            && resolved_version
-                .as_deref()
-                .is_none_or(|fixed| version_newer(&report.component_version, fixed));
-        let new_status = if regression { "regression" } else { &status };
-        let newest = if version_newer(&report.component_version, &last_version) {
-            report.component_version.clone()
-        } else {
-            last_version
-        };
-        let first_seen = col::<i64>(&row, "first_seen")?.min(report.at);
-        let last_seen = col::<i64>(&row, "last_seen")?.max(report.at);
-        sqlx::query(
-            "UPDATE problems SET occurrences = occurrences + 1, first_seen = $1, last_seen = $2, \
-             last_version = $3, status = $4 WHERE id = $5",
-        )
-        .bind(first_seen)
-        .bind(last_seen)
-        .bind(&newest)
-        .bind(new_status)
-        .bind(&id)
-        .execute(&mut *conn)
-        .await?;
-        (id, regression.then_some(ProblemEvent::Regression))
-    };
-    for (table, column, value) in [
-        ("problem_devices", "device_id", &report.device_id),
-        ("problem_versions", "version", &report.component_version),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} (problem_id, {column}) VALUES ($1, $2) \
-             ON CONFLICT (problem_id, {column}) DO NOTHING"
-        )))
-        .bind(&id)
-        .bind(value)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok((id, event))
 }

@@ -43,7 +43,8 @@
 //! tokens, roles, tenants), `products.rs` (products, groups), `devices.rs`
 //! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images),
 //! `audit.rs` (the hash-chained audit log), `failures.rs` (failure reports,
-//! problems, retention), `webhooks.rs` (webhooks and their delivery queue).
+//! problems, retention), `ingest.rs` (batched, idempotent ingest of failure
+//! reports), `webhooks.rs` (webhooks and their delivery queue).
 
 mod attestation;
 mod audit;
@@ -51,6 +52,7 @@ mod devices;
 mod error;
 mod failures;
 mod images;
+mod ingest;
 mod model;
 mod products;
 mod tenants;
