@@ -30,6 +30,20 @@ pub(crate) async fn upload(
     device: AuthenticatedDevice,
     JsonBody(batch): JsonBody<ReportBatch>,
 ) -> Result<Json<ReportAck>, ApiError> {
+    // A device's uploads are bounded (counters in the database, so across
+    // replicas): a compromised device cannot flood the store.
+    let now = now_millis();
+    let window = now - now.rem_euclid(UPLOAD_WINDOW_MS);
+    let hits = state
+        .store
+        .hit_rate_limit(&format!("reports-device:{}", device.device_id), window)
+        .await?;
+    if hits > UPLOADS_PER_WINDOW {
+        metrics::counter!("sevenfold_device_rate_limited_total").increment(1);
+        return Err(ApiError::TooManyRequests(
+            "too many report uploads from this device; retry after the current minute".into(),
+        ));
+    }
     batch
         .validate()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -38,7 +52,7 @@ pub(crate) async fn upload(
         &device.tenant_id,
         &device.device_id,
         &batch.records,
-        now_millis(),
+        now,
     )
     .await?;
     Ok(Json(ReportAck {
@@ -46,6 +60,12 @@ pub(crate) async fn upload(
         duplicates: outcome.duplicates,
     }))
 }
+
+/// Rate-limit window of report uploads.
+const UPLOAD_WINDOW_MS: i64 = 60_000;
+/// Upload batches per device per window (100 records each: a full 4 MiB
+/// journal drains in a few minutes).
+const UPLOADS_PER_WINDOW: i64 = 300;
 
 /// Component ID of failures the service itself recorded (attestations).
 pub(crate) const ATTESTATION_COMPONENT: &str = "attestation";
