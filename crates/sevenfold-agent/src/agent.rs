@@ -41,6 +41,8 @@ pub struct Agent {
     started: Instant,
     /// Wakes the upload loop (after an attestation pass).
     upload_now: tokio::sync::Notify,
+    /// Records the service acknowledged since start.
+    uploaded: std::sync::atomic::AtomicU64,
 }
 
 /// One attestation attempt of [`Agent::run`], and when the next one is.
@@ -106,13 +108,40 @@ impl Agent {
             journal,
             started: Instant::now(),
             upload_now: tokio::sync::Notify::new(),
+            uploaded: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     /// Uploads every pending journal record now (one round, no retry);
     /// needs a device certificate.
     pub async fn upload_reports(&self) -> Result<reporter::UploadOutcome, AttestError> {
-        reporter::upload_pending(&self.state, &self.journal).await
+        let outcome = reporter::upload_pending(&self.state, &self.journal).await?;
+        self.uploaded.fetch_add(
+            u64::from(outcome.records),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(outcome)
+    }
+
+    /// The local metrics text (`[reporting] metrics_listen` serves it).
+    pub fn metrics_text(&self) -> String {
+        let status = self
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        reporter::metrics::render(&reporter::metrics::Facts {
+            uptime: self.started.elapsed(),
+            journal: Some(self.journal.stats()),
+            uploaded_records: self.uploaded.load(std::sync::atomic::Ordering::Relaxed),
+            admitted_apps: self.boot.verified_images.len(),
+            boot_failures: self.boot.failures.len(),
+            last_attestation_unix: reporter::metrics::unix(status.last_attestation_at.as_deref()),
+            last_attestation_passed: status.verdict.as_deref().map(|v| v == VERDICT_PASS),
+            certificate_not_after_unix: reporter::metrics::unix(
+                status.certificate_not_after.as_deref(),
+            ),
+        })
     }
 
     /// The failure journal. The compartment supervisor records app
@@ -256,7 +285,8 @@ impl Agent {
             trigger,
             self.attest_loop(stopped(stop_rx.clone()), on_event),
             self.upload_loop(stopped(stop_rx.clone())),
-            self.heartbeat_loop(stopped(stop_rx)),
+            self.heartbeat_loop(stopped(stop_rx.clone())),
+            self.metrics_loop(stopped(stop_rx)),
         );
         tracing::info!("agent stopped");
     }
@@ -322,7 +352,7 @@ impl Agent {
         let interval = self.state.config().reporting.upload_interval;
         let mut failures: u32 = 0;
         loop {
-            let delay = match reporter::upload_pending(&self.state, &self.journal).await {
+            let delay = match self.upload_reports().await {
                 Ok(_) => {
                     failures = 0;
                     interval
@@ -338,6 +368,37 @@ impl Agent {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(delay) => {}
                 () = self.upload_now.notified() => {}
+            }
+        }
+    }
+
+    /// Serves `GET /metrics` on `[reporting] metrics_listen`, if set.
+    async fn metrics_loop<F: Future<Output = ()>>(&self, shutdown: F) {
+        let Some(addr) = self.state.config().reporting.metrics_listen else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot serve local metrics");
+                return;
+            }
+        };
+        tracing::info!(%addr, "local metrics at /metrics");
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics listener");
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = reporter::metrics::answer(stream, || self.metrics_text()).await {
+                tracing::debug!(error = %e, "metrics connection");
             }
         }
     }

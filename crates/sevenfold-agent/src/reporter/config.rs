@@ -22,6 +22,7 @@ pub(crate) struct ReportingFile {
     journal_max_bytes: Option<u64>,
     heartbeat_interval_secs: Option<u64>,
     upload_interval_secs: Option<u64>,
+    metrics_listen: Option<String>,
 }
 
 /// Failure reporting settings, checked.
@@ -34,6 +35,8 @@ pub struct ReportingConfig {
     /// Time between upload rounds while records are pending; failed rounds
     /// back off from 1 s, doubling up to this interval.
     pub upload_interval: Duration,
+    /// Where to serve local Prometheus metrics (`GET /metrics`); off when `None`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for ReportingConfig {
@@ -42,6 +45,7 @@ impl Default for ReportingConfig {
             journal_max_bytes: DEFAULT_MAX_BYTES,
             heartbeat_interval: DEFAULT_HEARTBEAT,
             upload_interval: DEFAULT_UPLOAD_INTERVAL,
+            metrics_listen: None,
         }
     }
 }
@@ -78,6 +82,13 @@ impl ReportingConfig {
             "upload_interval_secs",
             DEFAULT_UPLOAD_INTERVAL,
         )?;
+        if let Some(addr) = &file.metrics_listen {
+            config.metrics_listen = Some(addr.parse().map_err(|_| {
+                format!(
+                    "reporting.metrics_listen {addr:?} is not an address such as 127.0.0.1:9464"
+                )
+            })?);
+        }
         Ok(config)
     }
 }
@@ -108,5 +119,10 @@ mod tests {
             .unwrap_err()
             .contains("upload_interval_secs"));
         assert!(toml::from_str::<ReportingFile>("bogus = 1").is_err());
+        let m = parse("metrics_listen = \"127.0.0.1:9464\"").unwrap();
+        assert_eq!(m.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(parse("metrics_listen = \"nowhere\"")
+            .unwrap_err()
+            .contains("metrics_listen"));
     }
 }

@@ -9,6 +9,7 @@
 //! liveness record. The loops that call both live in `agent.rs`.
 
 mod config;
+pub(crate) mod metrics;
 
 use std::time::Duration;
 
