@@ -69,7 +69,8 @@ impl Delivery {
     }
 }
 
-/// A minimal HTTP/1.1 receiver on loopback that answers 200 to every POST.
+/// A minimal HTTP/1.1 receiver on loopback: 500 to the first POST, 200 to
+/// every other.
 fn webhook_receiver() -> (String, Arc<Mutex<Vec<Delivery>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -101,9 +102,21 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Delivery>>>) {
                 .unwrap_or(0);
             let mut body = vec![0u8; len];
             reader.read_exact(&mut body).unwrap();
-            sink.lock().unwrap().push(Delivery { headers, body });
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let first = {
+                let mut got = sink.lock().unwrap();
+                got.push(Delivery { headers, body });
+                got.len() == 1
+            };
+            // The very first delivery is refused, to exercise the retry.
+            let status = if first {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
         }
     });
     (url, got)
@@ -585,16 +598,69 @@ fn failures_reach_the_operator_once_grouped_resolvable_and_signed() {
         events.contains("new-problem") && events.contains("attestation-failed"),
         "{events:?}"
     );
+    // The refused first delivery came again (same delivery ID) and was taken.
+    let first_id = got[0].header("x-sevenfold-delivery").unwrap();
+    assert!(
+        got.iter()
+            .skip(1)
+            .any(|d| d.header("x-sevenfold-delivery") == Some(first_id)),
+        "the refused delivery was not retried"
+    );
     let mut forged = got[0].clone();
     forged.body.push(b' ');
     assert!(!signature_ok(&secret, &forged));
 
-    // Retention: shown and changed per tenant.
+    // Retention: shown and changed per tenant, and enforced by the server's
+    // background purge: a report received 20 days ago goes, one from 10 days
+    // ago stays (retention 14 days).
     assert_eq!(lab.op(&["problem", "retention"])["retention_days"], 14);
+    let tenant = lab.op(&["tenant", "show", "acme"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    lab.stop_server();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (record, days) in [("old-record", 20), ("recent-record", 10)] {
+        sql(
+            &lab,
+            &format!(
+                "INSERT INTO failure_reports (device_id, record_id, tenant_id, at, received_at, \
+                 component_id, component_version, kind, reason, frames, details) VALUES \
+                 ('{dev1_id}', '{record}', '{tenant}', {t}, {t}, 'app', '1', 'trap', 'x', '[]', '{{}}')",
+                t = now_ms - days * 86_400_000
+            ),
+        );
+    }
+    lab.start_server();
+    wait_for("the retention purge", Duration::from_secs(30), || {
+        !stored_ids(&lab, &dev1_id).contains(&"old-record".to_owned())
+    });
+    assert!(stored_ids(&lab, &dev1_id).contains(&"recent-record".to_owned()));
     assert_eq!(
         lab.op(&["problem", "retention", "--set", "30"])["retention_days"],
         30
     );
+}
+
+/// Runs one SQL statement on the (stopped) server's SQLite database.
+fn sql(lab: &Lab, statement: &str) {
+    let url = format!("sqlite://{}", lab.path("data/sevenfold.db").display());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use sqlx::Connection;
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        });
 }
 
 #[test]
