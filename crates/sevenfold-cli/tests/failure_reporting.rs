@@ -174,7 +174,11 @@ impl Lab {
         let server = TestServer::start(
             &self.path("data"),
             None,
-            &[("SEVENFOLD_DEVICE_LISTEN", port.as_str())],
+            &[
+                ("SEVENFOLD_DEVICE_LISTEN", port.as_str()),
+                // The test's webhook receiver is on loopback.
+                ("SEVENFOLD_DANGER_LOOPBACK_WEBHOOKS", "1"),
+            ],
         );
         if let Some(token) = &server.bootstrap_token {
             self.token = token.clone();

@@ -96,7 +96,8 @@ pub(crate) enum WebhookCommand {
     /// Add a webhook; prints its HMAC secret once. Receivers check
     /// `X-Sevenfold-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t." + body>`.
     Add {
-        /// Where to POST (https://, or http:// to a loopback address).
+        /// Where to POST (https://; loopback targets only on a server run with
+        /// SEVENFOLD_DANGER_LOOPBACK_WEBHOOKS=1).
         url: String,
         /// Events to send, comma-separated.
         #[arg(long, value_delimiter = ',', required = true,

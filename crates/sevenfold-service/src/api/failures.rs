@@ -342,7 +342,8 @@ pub(crate) async fn add_webhook(
             &body.url,
         )
         .await?;
-    let url = webhook::check_url(&body.url).map_err(ApiError::BadRequest)?;
+    let url =
+        webhook::check_url(&body.url, webhook::loopback_allowed()).map_err(ApiError::BadRequest)?;
     let mut events: Vec<String> = Vec::new();
     for event in &body.events {
         if !WEBHOOK_EVENTS.contains(&event.as_str()) {

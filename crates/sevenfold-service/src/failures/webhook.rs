@@ -33,9 +33,20 @@ pub(crate) fn sign(secret: &[u8], unix_secs: i64, body: &[u8]) -> String {
     format!("t={unix_secs},v1={}", hex::encode(ctx.sign().as_ref()))
 }
 
-/// Checks a webhook URL: `https://`, or `http://` to a loopback address
-/// (a receiver on the same host); no credentials, no fragment.
-pub(crate) fn check_url(text: &str) -> Result<Url, String> {
+/// The environment variable that lets webhooks target loopback addresses
+/// (`1`): for tests and single-host labs only. Off, a tenant administrator
+/// cannot make the server post to services on its own host.
+pub(crate) const DANGER_LOOPBACK_ENV: &str = "SEVENFOLD_DANGER_LOOPBACK_WEBHOOKS";
+
+/// Whether [`DANGER_LOOPBACK_ENV`] is set to `1` for this process.
+pub(crate) fn loopback_allowed() -> bool {
+    std::env::var(DANGER_LOOPBACK_ENV).as_deref() == Ok("1")
+}
+
+/// Checks a webhook URL: `https://` to a host that is not a loopback
+/// address, no credentials, no fragment. With `allow_loopback` (see
+/// [`DANGER_LOOPBACK_ENV`]), loopback targets are allowed, over `http://` too.
+pub(crate) fn check_url(text: &str, allow_loopback: bool) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("a webhook URL must not carry credentials".into());
@@ -51,10 +62,16 @@ pub(crate) fn check_url(text: &str) -> Result<Url, String> {
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
+    if loopback && !allow_loopback {
+        return Err(format!(
+            "webhooks may not target the server's own host (set {DANGER_LOOPBACK_ENV}=1 on the \
+             server for a lab or test)"
+        ));
+    }
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
-        "http" => Err("webhooks use https:// (http:// only to a loopback address)".into()),
+        "http" => Err("webhooks use https://".into()),
         other => Err(format!("unsupported scheme {other:?}; use https://")),
     }
 }
@@ -117,7 +134,7 @@ async fn send(
     http: &reqwest::Client,
     delivery: &DueDelivery,
 ) -> Result<(), String> {
-    let url = check_url(&delivery.webhook.url)?;
+    let url = check_url(&delivery.webhook.url, loopback_allowed())?;
     let secret = wrap
         .unwrap(
             &delivery.webhook.wrapped_secret,
@@ -168,9 +185,15 @@ mod tests {
 
     #[test]
     fn urls_fail_closed() {
-        assert!(check_url("https://hooks.example.com/x").is_ok());
-        assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(check_url("http://localhost/hook").is_ok());
+        assert!(check_url("https://hooks.example.com/x", false).is_ok());
+        for lab in [
+            "http://127.0.0.1:9000/hook",
+            "http://localhost/hook",
+            "https://[::1]/h",
+        ] {
+            assert!(check_url(lab, true).is_ok(), "{lab}");
+            assert!(check_url(lab, false).is_err(), "{lab}");
+        }
         for bad in [
             "http://hooks.example.com/x",
             "ftp://x/",
@@ -178,7 +201,7 @@ mod tests {
             "https://x/#frag",
             "not a url",
         ] {
-            assert!(check_url(bad).is_err(), "{bad}");
+            assert!(check_url(bad, true).is_err(), "{bad}");
         }
     }
 
