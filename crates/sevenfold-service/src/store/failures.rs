@@ -161,29 +161,44 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ReportRow>, StoreError> {
         let limit = i64::from(limit.clamp(1, 10_000));
-        let (c_at, c_dev, c_rec) = match after {
-            Some((at, dev, rec)) => (*at, dev.as_str(), rec.as_str()),
-            None => (i64::MAX, "", ""),
-        };
-        let rows = sqlx::query(
+        // The SQL is assembled from fixed pieces so that each shape gets a
+        // plan that walks the (tenant_id, received_at, device_id, record_id)
+        // index backwards; the keyset is a row-value comparison, which both
+        // PostgreSQL and SQLite match against that index.
+        let mut sql = String::from(
             "SELECT r.device_id, r.record_id, d.group_id, r.at, r.received_at, r.component_id, \
              r.component_version, r.kind, r.reason, r.problem_id \
-             FROM failure_reports r LEFT JOIN devices d ON d.id = r.device_id AND d.tenant_id = r.tenant_id \
-             WHERE r.tenant_id = $1 AND r.received_at >= $2 AND r.kind <> 'heartbeat' \
-             AND ($3 = '' OR d.group_id = $3) \
-             AND (r.received_at < $4 OR (r.received_at = $4 AND (r.device_id < $5 \
-                  OR (r.device_id = $5 AND r.record_id < $6)))) \
-             ORDER BY r.received_at DESC, r.device_id DESC, r.record_id DESC LIMIT $7",
-        )
-        .bind(tenant_id)
-        .bind(since)
-        .bind(group.unwrap_or(""))
-        .bind(c_at)
-        .bind(if after.is_some() { c_dev } else { "\u{10FFFF}" })
-        .bind(c_rec)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+             FROM failure_reports r LEFT JOIN devices d \
+             ON d.id = r.device_id AND d.tenant_id = r.tenant_id \
+             WHERE r.tenant_id = $1 AND r.received_at >= $2 AND r.kind <> 'heartbeat'",
+        );
+        let mut next = 3;
+        if group.is_some() {
+            sql.push_str(&format!(" AND d.group_id = ${next}"));
+            next += 1;
+        }
+        if after.is_some() {
+            sql.push_str(&format!(
+                " AND (r.received_at, r.device_id, r.record_id) < (${}, ${}, ${})",
+                next,
+                next + 1,
+                next + 2
+            ));
+            next += 3;
+        }
+        sql.push_str(&format!(
+            " ORDER BY r.received_at DESC, r.device_id DESC, r.record_id DESC LIMIT ${next}"
+        ));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id.to_owned())
+            .bind(since);
+        if let Some(group) = group {
+            query = query.bind(group.to_owned());
+        }
+        if let Some((at, device, record)) = after {
+            query = query.bind(*at).bind(device.clone()).bind(record.clone());
+        }
+        let rows = query.bind(limit).fetch_all(self.pool()).await?;
         rows.iter()
             .map(|row| {
                 Ok(ReportRow {
