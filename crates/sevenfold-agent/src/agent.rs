@@ -2,9 +2,10 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sevenfold_core::attestation::EvidenceBody;
+use sevenfold_core::report::FailureKind;
 use sevenfold_rot::{DeviceId, PublicKey, RootOfTrust};
 use time::OffsetDateTime;
 
@@ -12,6 +13,8 @@ use crate::apps::AppStatusEntry;
 use crate::attest::{self, AttestError, Attestation};
 use crate::boot::{measured_boot, BootReport, RuntimeImage};
 use crate::client::ServiceClient;
+use crate::journal::{Journal, JOURNAL_DIR, RUNTIME_COMPONENT};
+use crate::reporter;
 use crate::state::TlsKey;
 use crate::status::{rfc3339, Status, VERDICT_FAIL, VERDICT_PASS};
 use crate::{AgentError, StateDir};
@@ -35,6 +38,12 @@ pub struct Agent {
     boot: BootReport,
     client: ServiceClient,
     status: Mutex<Status>,
+    journal: Arc<Journal>,
+    started: Instant,
+    /// Wakes the upload loop (after an attestation pass).
+    upload_now: tokio::sync::Notify,
+    /// Records the service acknowledged since start.
+    uploaded: std::sync::atomic::AtomicU64,
 }
 
 /// One attestation attempt of [`Agent::run`], and when the next one is.
@@ -64,7 +73,24 @@ impl Agent {
         let rot = state.open_rot()?;
         let tls_key = state.tls_key()?;
         let client = ServiceClient::new(&state)?;
+        let journal = Arc::new(Journal::open(
+            &state.path(JOURNAL_DIR),
+            state.config().reporting.journal_max_bytes,
+        )?);
         let boot = measured_boot(&state, rot.as_ref(), runtime)?;
+        for failure in &boot.failures {
+            // An image is stored as `<component ID>.imagepackage`: report the
+            // component ID, so its failures group with the app's others.
+            let suffix = format!(".{}", sevenfold_core::package::FILE_EXTENSION);
+            let component = failure
+                .component
+                .strip_suffix(&suffix)
+                .unwrap_or(&failure.component);
+            let record =
+                Journal::new_record(FailureKind::BootCheckFailed, component, "", &failure.reason)?
+                    .with_detail("file", &failure.component);
+            journal.record(&record)?;
+        }
         let mut status = match state.read_status() {
             Ok(Some(status)) if status.device_id == state.device_id().to_string() => status,
             Ok(_) => Status::new(state.device_id().to_string()),
@@ -90,7 +116,49 @@ impl Agent {
             boot,
             client,
             status: Mutex::new(status),
+            journal,
+            started: Instant::now(),
+            upload_now: tokio::sync::Notify::new(),
+            uploaded: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Uploads every pending journal record now (one round, no retry);
+    /// needs a device certificate.
+    pub async fn upload_reports(&self) -> Result<reporter::UploadOutcome, AttestError> {
+        let outcome = reporter::upload_pending(&self.state, &self.journal).await?;
+        self.uploaded.fetch_add(
+            u64::from(outcome.records),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(outcome)
+    }
+
+    /// The local metrics text (`[reporting] metrics_listen` serves it).
+    pub fn metrics_text(&self) -> String {
+        let status = self
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        reporter::metrics::render(&reporter::metrics::Facts {
+            uptime: self.started.elapsed(),
+            journal: Some(self.journal.stats()),
+            uploaded_records: self.uploaded.load(std::sync::atomic::Ordering::Relaxed),
+            admitted_apps: self.boot.verified_images.len(),
+            boot_failures: self.boot.failures.len(),
+            last_attestation_unix: reporter::metrics::unix(status.last_attestation_at.as_deref()),
+            last_attestation_passed: status.verdict.as_deref().map(|v| v == VERDICT_PASS),
+            certificate_not_after_unix: reporter::metrics::unix(
+                status.certificate_not_after.as_deref(),
+            ),
+        })
+    }
+
+    /// The failure journal. The compartment supervisor records app
+    /// failures through it ([`Journal::record`]); the agent uploads them.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
     }
 
     /// The state directory.
@@ -154,6 +222,7 @@ impl Agent {
                     })
                 }),
             Err(AttestError::Refused { reasons }) => {
+                self.journal_refusal(reasons);
                 self.state.remove_certificate().and_then(|()| {
                     self.update_status(|s| {
                         s.last_attestation_at = Some(rfc3339(now));
@@ -179,6 +248,22 @@ impl Agent {
         }
     }
 
+    /// Journals a fail verdict as the device saw it (it is uploaded once the
+    /// device passes again).
+    fn journal_refusal(&self, reasons: &[String]) {
+        let recorded = Journal::new_record(
+            FailureKind::AttestationFailed,
+            RUNTIME_COMPONENT,
+            env!("CARGO_PKG_VERSION"),
+            &reasons.join("; "),
+        )
+        .map(|r| r.with_detail("reasons", reasons.len()))
+        .and_then(|r| self.journal.record(&r));
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "cannot journal the failed attestation");
+        }
+    }
+
     async fn attempt(&self) -> Result<Attestation, AttestError> {
         // Refuse early, before using up a nonce, if there is nothing to send.
         self.state.endorsement_pem()?;
@@ -193,7 +278,31 @@ impl Agent {
     /// from [`MIN_RETRY`] to [`MAX_RETRY`] (at least the service's
     /// `Retry-After`). Every delay is shortened by up to [`JITTER`] at random.
     /// `on_event` sees each attempt's outcome; `status.json` records it.
-    pub async fn run<F>(&self, shutdown: F, mut on_event: impl FnMut(&RunEvent))
+    ///
+    /// Beside attestation it runs the failure reporting loops: uploads of
+    /// the journal (after every pass, every upload interval while records
+    /// are pending, with back-off while the service is unreachable) and the
+    /// heartbeat.
+    pub async fn run<F>(&self, shutdown: F, on_event: impl FnMut(&RunEvent))
+    where
+        F: Future<Output = ()>,
+    {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let trigger = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        tokio::join!(
+            trigger,
+            self.attest_loop(stopped(stop_rx.clone()), on_event),
+            self.upload_loop(stopped(stop_rx.clone())),
+            self.heartbeat_loop(stopped(stop_rx.clone())),
+            self.metrics_loop(stopped(stop_rx)),
+        );
+        tracing::info!("agent stopped");
+    }
+
+    async fn attest_loop<F>(&self, shutdown: F, mut on_event: impl FnMut(&RunEvent))
     where
         F: Future<Output = ()>,
     {
@@ -207,6 +316,7 @@ impl Agent {
             let delay = match &outcome {
                 Ok(pass) => {
                     failures = 0;
+                    self.upload_now.notify_one();
                     let remaining = pass.not_after - OffsetDateTime::now_utc();
                     renewal_delay(
                         Duration::try_from(remaining).unwrap_or(Duration::ZERO),
@@ -243,7 +353,81 @@ impl Agent {
                 () = tokio::time::sleep(delay) => {}
             }
         }
-        tracing::info!("agent stopped");
+    }
+
+    /// Uploads pending records: when an attestation passes, and every upload
+    /// interval; after a failure with back-off from [`MIN_RETRY`] doubling
+    /// up to the upload interval.
+    async fn upload_loop<F: Future<Output = ()>>(&self, shutdown: F) {
+        tokio::pin!(shutdown);
+        let interval = self.state.config().reporting.upload_interval;
+        let mut failures: u32 = 0;
+        loop {
+            let delay = match self.upload_reports().await {
+                Ok(_) => {
+                    failures = 0;
+                    interval
+                }
+                Err(e) => {
+                    let delay = retry_delay(failures, jitter()).min(interval);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, retry_in = ?delay, "failure reports not delivered yet");
+                    delay
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(delay) => {}
+                () = self.upload_now.notified() => {}
+            }
+        }
+    }
+
+    /// Serves `GET /metrics` on `[reporting] metrics_listen`, if set.
+    async fn metrics_loop<F: Future<Output = ()>>(&self, shutdown: F) {
+        let Some(addr) = self.state.config().reporting.metrics_listen else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot serve local metrics");
+                return;
+            }
+        };
+        tracing::info!(%addr, "local metrics at /metrics");
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics listener");
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = reporter::metrics::answer(stream, || self.metrics_text()).await {
+                tracing::debug!(error = %e, "metrics connection");
+            }
+        }
+    }
+
+    /// Journals a heartbeat every heartbeat interval.
+    async fn heartbeat_loop<F: Future<Output = ()>>(&self, shutdown: F) {
+        tokio::pin!(shutdown);
+        let interval = self.state.config().reporting.heartbeat_interval;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+            match reporter::heartbeat(&self.journal, self.started.elapsed(), &self.boot) {
+                Ok(_) => self.upload_now.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "cannot journal the heartbeat"),
+            }
+        }
     }
 
     /// Records the apps' status in `status.json`.
@@ -257,6 +441,11 @@ impl Agent {
         status.updated_at = Some(rfc3339(OffsetDateTime::now_utc()));
         self.state.write_status(&status)
     }
+}
+
+/// Completes when the watched flag turns true (or its sender is gone).
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// SIGINT and SIGTERM, listened for from creation on (create it before a

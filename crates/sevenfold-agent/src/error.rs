@@ -59,6 +59,9 @@ pub enum AgentError {
         /// What is wrong.
         reason: String,
     },
+    /// The failure journal failed.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
     /// Reading or writing a file failed.
     #[error("cannot {action} {path}: {error}")]
     Io {

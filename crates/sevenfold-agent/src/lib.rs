@@ -54,6 +54,7 @@
 #![warn(missing_docs)]
 
 mod agent;
+mod app_failures;
 mod apps;
 mod attest;
 mod boot;
@@ -62,6 +63,8 @@ mod client;
 mod counters;
 mod error;
 mod fsutil;
+pub mod journal;
+pub mod reporter;
 mod state;
 mod status;
 pub mod update;
@@ -71,6 +74,7 @@ pub use agent::{
     renewal_delay, retry_delay, Agent, RunEvent, ShutdownSignals, JITTER, MAX_RENEWAL_INTERVAL,
     MAX_RETRY, MIN_RETRY,
 };
+pub use app_failures::{journaling_sink, CRASH_LOOP_RESTARTS};
 pub use apps::{AppStatusEntry, Apps, APP_LOGS_DIR, APP_STORAGE_DIR, MODULE_CACHE_DIR};
 pub use attest::{build_evidence, AttestError, Attestation, EVIDENCE_PATH, NONCE_PATH};
 pub use boot::{measured_boot, BootReport, RuntimeImage, VerifiedImage, RUNTIME_NAME};

@@ -88,6 +88,9 @@ struct ConfigFile {
     service_url: String,
     device_id: String,
     rot: String,
+    /// Failure reporting (`[reporting]`); defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reporting: Option<crate::reporter::ReportingFile>,
 }
 
 /// The device's configuration (`agent.toml`), checked.
@@ -99,6 +102,8 @@ pub struct AgentConfig {
     pub device_id: DeviceId,
     /// Its root-of-trust backend.
     pub rot: RotBackend,
+    /// Failure journal and upload settings.
+    pub reporting: crate::reporter::ReportingConfig,
 }
 
 /// What `init` needs.
@@ -285,11 +290,13 @@ impl StateDir {
             service_url,
             device_id,
             rot: options.rot,
+            reporting: crate::reporter::ReportingConfig::default(),
         };
         let file = ConfigFile {
             service_url: config.service_url.to_string(),
             device_id: device_id.to_string(),
             rot: config.rot.name().to_owned(),
+            reporting: None,
         };
         let text = toml::to_string(&file)
             .map_err(|e| AgentError::corrupt(root.join(CONFIG_FILE), e.to_string()))?;
@@ -316,7 +323,12 @@ impl StateDir {
             return Err(AgentError::NotInitialised(root.to_path_buf()));
         }
         fsutil::check_private(root)?;
-        for dir in [ROT_DIR, TRUSTED_KEYS_DIR, IMAGES_DIR] {
+        for dir in [
+            ROT_DIR,
+            TRUSTED_KEYS_DIR,
+            IMAGES_DIR,
+            crate::journal::JOURNAL_DIR,
+        ] {
             let path = root.join(dir);
             if fsutil::exists(&path)? {
                 fsutil::check_private(&path)?;
@@ -333,12 +345,15 @@ impl StateDir {
             AgentError::corrupt(&config_path, "device_id is not 64 hex characters")
         })?;
         let rot = RotBackend::from_name(&file.rot)?;
+        let reporting = crate::reporter::ReportingConfig::from_file(file.reporting.as_ref())
+            .map_err(|reason| AgentError::corrupt(&config_path, reason))?;
         Ok(StateDir {
             root: root.to_path_buf(),
             config: AgentConfig {
                 service_url,
                 device_id,
                 rot,
+                reporting,
             },
         })
     }

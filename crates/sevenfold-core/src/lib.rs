@@ -9,6 +9,8 @@
 //! - [`api`]: request and response bodies of the operator API.
 //! - [`update`]: TUF target custom metadata, rollout membership, progress
 //!   reports and deployment bodies.
+//! - [`report`]: failure records a device journals and uploads, and the
+//!   operator bodies for problems, error reports and webhooks.
 //! - [`manifest`]: the application manifest (`app_manifest.json`), validated
 //!   into a domain type; every problem is reported with its JSON path.
 //!
@@ -25,4 +27,5 @@ pub mod api;
 pub mod attestation;
 pub mod manifest;
 pub mod package;
+pub mod report;
 pub mod update;

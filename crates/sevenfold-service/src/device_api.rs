@@ -73,6 +73,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/device/v1/updates/progress",
             post(crate::updates::device_routes::progress),
         )
+        .route("/device/v1/reports", post(crate::failures::upload))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::NotFound("no such device API endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))

@@ -35,6 +35,7 @@ mod auth;
 pub mod blobs;
 pub mod config;
 mod device_api;
+mod failures;
 mod metrics;
 mod recent;
 pub mod server;

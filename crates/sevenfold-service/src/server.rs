@@ -134,9 +134,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         crate::device_api::router(state.clone()),
         shutdown_rx.clone(),
     ));
+    let failures = tokio::spawn(crate::failures::background(
+        state.store.clone(),
+        state.wrap.clone(),
+        shutdown_rx.clone(),
+    ));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown_rx));
     let task = tokio::spawn(async move {
-        let _ = tokio::join!(operator, device, housekeeping);
+        let _ = tokio::join!(operator, device, housekeeping, failures);
     });
     tracing::info!(%operator_addr, %device_addr, "operator API and device API listening (HTTPS)");
     Ok(RunningServer {

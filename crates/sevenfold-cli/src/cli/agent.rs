@@ -44,6 +44,11 @@ pub(crate) enum AgentCommand {
     /// line with `event`, `verdict`, `reasons`, `certificate_not_after`,
     /// `tenant_id`, `next_attempt_in_seconds`). Attempts that get no verdict
     /// are logged to standard error (`RUST_LOG`) and retried with back-off.
+    ///
+    /// Failures (boot checks, refused attestations, runtime panics) and an
+    /// hourly heartbeat go to the journal in STATE_DIR/journal and are
+    /// uploaded over mutual TLS whenever the device holds a certificate
+    /// (`[reporting]` in agent.toml tunes the bound and intervals).
     Run(AgentRunArgs),
     /// Fetch and apply updates now: boot and attest, walk the device group's
     /// TUF repository, install each new image to its inactive slot,
@@ -119,8 +124,8 @@ pub(crate) struct AgentInstallArgs {
 pub(crate) struct AgentRunArgs {
     #[command(flatten)]
     pub(crate) state: StateDirArg,
-    /// Exit after the first attestation: 0 on pass, non-zero on fail or error.
-    /// Starts no apps.
+    /// Exit after the first attestation (and, on a pass, one upload of the
+    /// failure journal): 0 on pass, non-zero on fail or error. Starts no apps.
     #[arg(long)]
     pub(crate) once: bool,
     /// Seconds between update checks (shortened by up to a quarter at

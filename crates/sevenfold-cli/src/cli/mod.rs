@@ -5,6 +5,7 @@
 
 mod agent;
 mod deployment;
+mod failures;
 mod operator;
 mod server;
 
@@ -14,6 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub(crate) use self::agent::*;
 pub(crate) use self::deployment::*;
+pub(crate) use self::failures::*;
 pub(crate) use self::operator::*;
 pub(crate) use self::server::ServerArgs;
 
@@ -98,6 +100,14 @@ pub(crate) enum Command {
     /// Deployments: publish images to a device group's TUF repository,
     /// phased (`--percent`), halting by itself past `--max-failure-percent`.
     Deployment(DeploymentArgs),
+    /// Failures devices reported (and failed attestations), newest first,
+    /// as a table, CSV or JSON; paged, no cap.
+    ErrorReport(ErrorReportArgs),
+    /// Problems: failures grouped by signature; list, show, resolve, retention.
+    Problem(ProblemArgs),
+    /// Webhooks notified of new problems, regressions, failed attestations
+    /// and halted rollouts, signed with HMAC-SHA256.
+    Webhook(WebhookArgs),
     /// The Sevenfold runtime builds devices may run (server administrators
     /// add and revoke them).
     Runtime(RuntimeArgs),

@@ -340,19 +340,34 @@ async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<Exit
         let agent = blocking(move || Agent::start(boot_state, &runtime))
             .await?
             .context("measured boot failed; the agent did not start")?;
+        // From here on a panic of the runtime is journaled before the process ends.
+        sevenfold_agent::journal::install_panic_hook(agent.journal().clone());
         if once {
             let outcome = agent.attest().await;
             print_outcome(mode, &outcome, None);
             outcome?;
+            // Deliver what the journal holds while the certificate is fresh.
+            match agent.upload_reports().await {
+                Ok(done) if done.records > 0 => tracing::info!(
+                    records = done.records,
+                    duplicates = done.duplicates,
+                    "failure reports delivered"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "failure reports not delivered; the next run retries")
+                }
+            }
             return Ok(ExitCode::SUCCESS);
         }
         let agent = std::sync::Arc::new(agent);
-        // The apps boot measured, each in its own compartment. Their events
-        // are logged (with the app's component ID) by the compartment host.
+        // The apps boot measured, each in its own compartment. Their
+        // failures (crashes, traps, limits, denials) go to the journal.
         let apps = {
             let agent = std::sync::Arc::clone(&agent);
             let peripherals = peripherals.clone();
-            let sink: EventSink = std::sync::Arc::new(|_| {});
+            let sink: EventSink =
+                sevenfold_agent::journaling_sink(agent.journal().clone(), agent.boot_report());
             blocking(move || {
                 Apps::start(
                     agent.state(),

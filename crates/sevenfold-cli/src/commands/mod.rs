@@ -11,6 +11,7 @@ mod completions;
 mod deployment;
 mod device;
 mod device_group;
+mod failures;
 mod image;
 mod keygen;
 mod login;
@@ -53,6 +54,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Device(args) => device::run(mode, args).await,
         Command::SigningKey(args) => signing_key::run(mode, args).await,
         Command::Audit(args) => audit::run(mode, args).await,
+        Command::ErrorReport(args) => failures::error_report(mode, args).await,
+        Command::Problem(args) => failures::problem(mode, args).await,
+        Command::Webhook(args) => failures::webhook(mode, args).await,
         Command::Runtime(args) => runtime::run(mode, args).await,
         Command::Agent(command) => agent::run(mode, command).await,
     }

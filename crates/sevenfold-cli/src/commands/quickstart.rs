@@ -32,8 +32,9 @@
 //! The quickstart ignores `SEVENFOLD_*` server settings and config files:
 //! its server is its own, in its own directory.
 //!
-//! Updates, compartments, the failure journal and the dashboard are later
-//! issues; the output says so.
+//! Updates, compartments and the dashboard are later issues; the output says
+//! so. The tampered device's refusal is in the failure view
+//! (`sevenfold problem list`).
 
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
@@ -90,8 +91,8 @@ const MAKER_DAYS: u32 = 3650;
 const SIGNING_KEY_NAME: &str = "quickstart developer";
 /// What the quickstart cannot show yet.
 const NOT_BUILT_YET: &str = "Not built yet (later issues): over-the-air updates, app compartments \
-(the apps are signed, measured and attested, not yet run), the device failure journal, \
-and the web dashboard.";
+(the apps are signed, measured and attested, not yet run), and the web dashboard. \
+Failures so far (the tampered device's refusal): `sevenfold problem list`.";
 
 pub(crate) async fn run(mode: OutputMode, args: &QuickstartArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(

@@ -14,6 +14,7 @@ mod deployments;
 mod devices;
 pub(crate) mod error;
 pub(crate) mod extract;
+mod failures;
 mod identity;
 mod images;
 mod products;
@@ -206,6 +207,15 @@ pub(crate) fn timestamp(ms: i64) -> String {
         deployments::update_deployment,
         deployments::resume_deployment,
         deployments::cancel_deployment,
+        failures::error_report,
+        failures::list_problems,
+        failures::show_problem,
+        failures::resolve_problem,
+        failures::show_settings,
+        failures::update_settings,
+        failures::list_webhooks,
+        failures::add_webhook,
+        failures::remove_webhook,
     ),
     components(schemas(sevenfold_core::api::Problem))
 )]
@@ -345,6 +355,28 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             &format!("{t}/deployments/{{deployment}}/cancel"),
             post(deployments::cancel_deployment),
+        )
+        .route(&format!("{t}/error-report"), get(failures::error_report))
+        .route(&format!("{t}/problems"), get(failures::list_problems))
+        .route(
+            &format!("{t}/problems/{{problem}}"),
+            get(failures::show_problem),
+        )
+        .route(
+            &format!("{t}/problems/{{problem}}/resolve"),
+            post(failures::resolve_problem),
+        )
+        .route(
+            &format!("{t}/failure-settings"),
+            get(failures::show_settings).put(failures::update_settings),
+        )
+        .route(
+            &format!("{t}/webhooks"),
+            get(failures::list_webhooks).post(failures::add_webhook),
+        )
+        .route(
+            &format!("{t}/webhooks/{{webhook}}"),
+            axum::routing::delete(failures::remove_webhook),
         );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

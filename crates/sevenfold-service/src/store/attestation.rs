@@ -254,6 +254,15 @@ impl Store {
         Ok(())
     }
 
+    /// Counts one hit against `limit` on its own (one relaxed commit);
+    /// [`StoreError::RateLimited`] past it, with nothing written.
+    pub async fn hit_rate_limit(&self, limit: &RateLimit) -> Result<(), StoreError> {
+        let tx = self.begin_write_relaxed().await?;
+        let tx = count_hits(tx, &[limit], now_millis()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The device a nonce was issued to and when it expires (ms), if it is
     /// outstanding (issued and not yet used). Reads only: the nonce is
     /// consumed by the verdict that uses it ([`Store::record_verdict`]).

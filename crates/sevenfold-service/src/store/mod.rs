@@ -42,17 +42,22 @@
 //! Each concern has its own file and `impl Store` block: `tenants.rs` (users,
 //! tokens, roles, tenants), `products.rs` (products, groups), `devices.rs`
 //! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images),
-//! `audit.rs` (the hash-chained audit log).
+//! `audit.rs` (the hash-chained audit log), `failures.rs` (failure reports,
+//! problems, retention), `ingest.rs` (batched, idempotent ingest of failure
+//! reports), `webhooks.rs` (webhooks and their delivery queue).
 
 mod attestation;
 mod audit;
 mod devices;
 mod error;
+mod failures;
 mod images;
+mod ingest;
 mod model;
 mod products;
 mod tenants;
 mod updates;
+mod webhooks;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -68,6 +73,10 @@ pub use attestation::{
 };
 pub use audit::GENESIS_HASH;
 pub use error::StoreError;
+pub use failures::{
+    version_newer, IngestOutcome, NewReport, ProblemEvent, ProblemKey, ProblemRecord, ReportCursor,
+    ReportRow, DEFAULT_RETENTION_DAYS,
+};
 use model::clamp_limit;
 pub use model::{
     AuditEntry, AuditFilter, AuditOutcome, AuditVerification, Device, DeviceGroup, DeviceMode,
@@ -80,6 +89,7 @@ pub use updates::{
     Deployment, DeploymentImage, DeploymentStatus, DeviceProgress, NewDeployment, ProgressState,
     TufKeyRecord, TufMetadataRecord,
 };
+pub use webhooks::{DueDelivery, WebhookRecord, MAX_ATTEMPTS};
 
 /// The schema migrations, in order: (version, description, SQL). Embedded
 /// with `include_str!`; a new `migrations/NNNN_name.sql` must be added here
@@ -100,6 +110,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "updates",
         include_str!("../../migrations/0003_updates.sql"),
+    ),
+    (
+        4,
+        "failures",
+        include_str!("../../migrations/0004_failures.sql"),
     ),
 ];
 

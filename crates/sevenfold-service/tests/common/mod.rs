@@ -1,7 +1,7 @@
 //! Test databases for the store's integration tests: a fresh SQLite file or
 //! a fresh PostgreSQL database per test, and the `both!` macro that runs a
 //! test body on each.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
 
 use std::future::Future;
 
@@ -19,6 +19,11 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let url = Store::sqlite_url(&dir.path().join("store.db"));
@@ -62,7 +67,7 @@ impl TestDb {
         })
     }
 
-    async fn cleanup(self) {
+    pub async fn cleanup(self) {
         if let Some((admin, name)) = &self.pg {
             let mut conn = sqlx::postgres::PgConnection::connect(admin).await.unwrap();
             sqlx::raw_sql(AssertSqlSafe(format!(

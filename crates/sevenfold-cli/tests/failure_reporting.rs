@@ -1,0 +1,380 @@
+//! Issue 7 end to end: a real server process and real agent processes.
+//! Failures journaled on devices (boot checks, refused attestations,
+//! heartbeats) reach the service exactly once, also when they were recorded
+//! while the server was down and when a batch is resent; the same failure on
+//! several devices is one problem; resolve and regression; the error report
+//! as CSV and JSON; a webhook receiver checks the HMAC of every notification.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod failure_lab;
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use failure_lab::*;
+use serde_json::Value;
+use sevenfold_agent::journal::{Journal, DEFAULT_MAX_BYTES, JOURNAL_DIR};
+
+#[test]
+fn failures_reach_the_operator_once_grouped_resolvable_and_signed() {
+    let mut lab = setup();
+    let (hook_url, deliveries) = webhook_receiver();
+    let hook = lab.op(&[
+        "webhook",
+        "add",
+        &hook_url,
+        "--events",
+        "new-problem,regression,attestation-failed",
+    ]);
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+
+    // Three devices with the same broken image: each journals the boot check
+    // failure and is refused; after the fix they pass and upload.
+    let devices: Vec<(PathBuf, String)> = (1..=3).map(|n| lab.device(&format!("dev{n}"))).collect();
+    for (state, _) in &devices {
+        tamper(state);
+        let out = run_once(state);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("attested: fail"));
+        lab.install_good(state);
+        let out = run_once(state);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (_, ids) = &devices[0];
+    let boot = problem_of(&lab, BLINK, "boot-check-failed");
+    assert_eq!(boot["count"], 3, "{boot}");
+    assert_eq!(boot["devices"], 3, "{boot}");
+    assert_eq!(boot["status"], "open");
+    // The refusals as the service recorded them, and as the devices saw them.
+    let verifier = problem_of(&lab, "attestation", "attestation-failed");
+    assert_eq!(
+        (verifier["count"].as_u64(), verifier["devices"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let seen = problem_of(&lab, "runtime", "attestation-failed");
+    assert_eq!(seen["count"], 3);
+    let detail = lab.op(&["problem", "show", boot["id"].as_str().unwrap()]);
+    assert_eq!(detail["device_ids"].as_array().unwrap().len(), 3);
+    assert!(detail["device_ids"].to_string().contains(ids.as_str()));
+
+    // Offline: the server is down while dev1 fails its boot check again and
+    // journals heartbeats; all of it arrives once the server is back.
+    lab.stop_server();
+    let (dev1, dev1_id) = devices[0].clone();
+    tamper(&dev1);
+    assert!(!run_once(&dev1).status.success());
+    lab.install_good(&dev1);
+    let config = std::fs::read_to_string(dev1.join("agent.toml")).unwrap();
+    std::fs::write(
+        dev1.join("agent.toml"),
+        format!("{config}\n[reporting]\nheartbeat_interval_secs = 1\nupload_interval_secs = 1\n"),
+    )
+    .unwrap();
+    let agent = Running(
+        Command::new(support::bin())
+            .args(["agent", "run", "--state-dir", s(&dev1)])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("heartbeats while offline", Duration::from_secs(30), || {
+        // The agent appends concurrently: read without touching the file.
+        Journal::inspect(&dev1.join(JOURNAL_DIR)).is_ok_and(|records| {
+            records
+                .iter()
+                .filter(|(r, _)| r.kind.as_str() == "heartbeat")
+                .count()
+                >= 3
+        })
+    });
+    lab.start_server();
+    wait_for(
+        "the offline failures to arrive",
+        Duration::from_secs(60),
+        || problem_of(&lab, BLINK, "boot-check-failed")["count"] == 4,
+    );
+    wait_for("heartbeats to arrive", Duration::from_secs(30), || {
+        stored_ids(&lab, &dev1_id).len() >= 6
+    });
+    // Stop the agent (SIGTERM) and compare journal and store.
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status();
+    drop(agent);
+    let (all, delivered) = journal_ids(&dev1);
+    let stored = stored_ids(&lab, &dev1_id);
+    let stored_set: BTreeSet<String> = stored.iter().cloned().collect();
+    assert_eq!(stored.len(), stored_set.len(), "a record was stored twice");
+    assert!(
+        delivered.is_subset(&stored_set),
+        "an acknowledged record is missing"
+    );
+    assert!(
+        stored_set.is_subset(&all),
+        "the service holds a record the device never made"
+    );
+    // Deliver the rest, then resend everything as after a cut connection
+    // (the cursor reset to the start): nothing is stored twice.
+    assert!(run_once(&dev1).status.success());
+    let after = stored_ids(&lab, &dev1_id);
+    assert_eq!(
+        after.iter().cloned().collect::<BTreeSet<_>>(),
+        journal_ids(&dev1).0
+    );
+    std::fs::write(dev1.join(JOURNAL_DIR).join("cursor"), "0\n").unwrap();
+    assert!(run_once(&dev1).status.success());
+    assert_eq!(
+        stored_ids(&lab, &dev1_id),
+        after,
+        "a resent batch was stored again"
+    );
+    assert_eq!(problem_of(&lab, BLINK, "boot-check-failed")["count"], 4);
+
+    // Resolve the device-side refusal as fixed in 0.0.9; it comes back in
+    // this runtime's (newer) version: a regression, announced by webhook.
+    let seen = problem_of(&lab, "runtime", "attestation-failed");
+    let resolved = lab.op(&[
+        "problem",
+        "resolve",
+        seen["id"].as_str().unwrap(),
+        "--fixed-in",
+        "0.0.9",
+    ]);
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(
+        lab.op(&["problem", "list", "--status", "resolved"])["problems"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (dev2, _) = &devices[1];
+    tamper(dev2);
+    assert!(!run_once(dev2).status.success());
+    lab.install_good(dev2);
+    assert!(run_once(dev2).status.success());
+    let again = lab.op(&["problem", "show", seen["id"].as_str().unwrap()]);
+    assert_eq!(again["status"], "regression", "{again}");
+    assert_eq!(again["count"], 4);
+
+    // The error report: JSON and CSV agree, newest first, no cap.
+    let report = lab.op(&["error-report", "--days", "14", "--format", "json"]);
+    let rows = report["rows"].as_array().unwrap();
+    assert!(rows.len() >= 12, "{}", rows.len());
+    assert!(rows.iter().all(|r| r["kind"] != "heartbeat"));
+    let csv = lab.op_raw(&["error-report", "--format", "csv"]);
+    assert!(csv.status.success());
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("at,received_at,device_id,group_id,component_id"));
+    assert_eq!(lines.len(), rows.len() + 1);
+    assert!(csv.contains(&dev1_id));
+    let limited = lab.op(&["error-report", "--limit", "2", "--format", "json"]);
+    assert_eq!(limited["rows"].as_array().unwrap().len(), 2);
+    // A device group filter: only dev3 is in "thermo/Field Test".
+    lab.op(&["product", "create", "thermo"]);
+    lab.op(&[
+        "device",
+        "assign",
+        &devices[2].1,
+        "--group",
+        "thermo/Field Test",
+    ]);
+    let grouped = lab.op(&[
+        "error-report",
+        "--group",
+        "thermo/Field Test",
+        "--format",
+        "json",
+    ]);
+    let grouped = grouped["rows"].as_array().unwrap();
+    assert!(!grouped.is_empty());
+    assert!(grouped
+        .iter()
+        .all(|r| r["device_id"] == devices[2].1.as_str()));
+
+    // Webhooks: every notification is correctly signed; the receiver saw new
+    // problems, refused attestations and the regression.
+    wait_for("the regression webhook", Duration::from_secs(30), || {
+        deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d.header("x-sevenfold-event") == Some("regression"))
+    });
+    let got = deliveries.lock().unwrap().clone();
+    for d in &got {
+        assert!(signature_ok(&secret, d), "bad signature on {d:?}");
+        let body: Value = serde_json::from_slice(&d.body).unwrap();
+        assert_eq!(
+            Some(body["event"].as_str().unwrap()),
+            d.header("x-sevenfold-event")
+        );
+    }
+    let events: BTreeSet<&str> = got
+        .iter()
+        .filter_map(|d| d.header("x-sevenfold-event"))
+        .collect();
+    assert!(
+        events.contains("new-problem") && events.contains("attestation-failed"),
+        "{events:?}"
+    );
+    // The refused first delivery came again (same delivery ID) and was taken.
+    let first_id = got[0].header("x-sevenfold-delivery").unwrap();
+    assert!(
+        got.iter()
+            .skip(1)
+            .any(|d| d.header("x-sevenfold-delivery") == Some(first_id)),
+        "the refused delivery was not retried"
+    );
+    let mut forged = got[0].clone();
+    forged.body.push(b' ');
+    assert!(!signature_ok(&secret, &forged));
+
+    // Retention: shown and changed per tenant, and enforced by the server's
+    // background purge: a report received 20 days ago goes, one from 10 days
+    // ago stays (retention 14 days).
+    assert_eq!(lab.op(&["problem", "retention"])["retention_days"], 14);
+    let tenant = lab.op(&["tenant", "show", "acme"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    lab.stop_server();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (record, days) in [("old-record", 20), ("recent-record", 10)] {
+        sql(
+            &lab,
+            &format!(
+                "INSERT INTO failure_reports (device_id, record_id, tenant_id, at, received_at, \
+                 component_id, component_version, kind, reason, frames, details) VALUES \
+                 ('{dev1_id}', '{record}', '{tenant}', {t}, {t}, 'app', '1', 'trap', 'x', '[]', '{{}}')",
+                t = now_ms - days * 86_400_000
+            ),
+        );
+    }
+    lab.start_server();
+    wait_for("the retention purge", Duration::from_secs(30), || {
+        !stored_ids(&lab, &dev1_id).contains(&"old-record".to_owned())
+    });
+    assert!(stored_ids(&lab, &dev1_id).contains(&"recent-record".to_owned()));
+    assert_eq!(
+        lab.op(&["problem", "retention", "--set", "30"])["retention_days"],
+        30
+    );
+}
+
+#[test]
+fn sigkill_during_upload_loses_nothing_and_stores_nothing_twice() {
+    let lab = setup();
+    let (state, id) = lab.device("dev1");
+    assert!(run_once(&state).status.success());
+    let config = std::fs::read_to_string(state.join("agent.toml")).unwrap();
+    std::fs::write(
+        state.join("agent.toml"),
+        format!("{config}\n[reporting]\nupload_interval_secs = 1\n"),
+    )
+    .unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut recorded = 0usize;
+    let (mut delivered_some, mut cut_short, mut before) = (0, 0, 0usize);
+    for trial in 0..50 {
+        // Failures recorded while the agent was down (150: two batches).
+        {
+            let journal = Journal::open(&state.join(JOURNAL_DIR), DEFAULT_MAX_BYTES).unwrap();
+            for n in 0..150 {
+                let record = Journal::new_record(
+                    sevenfold_core::report::FailureKind::Trap,
+                    BLINK,
+                    "1.0.0",
+                    &format!("wasm trap at 0x{:x}: unreachable", n * 16),
+                )
+                .unwrap()
+                .with_frames(["blink::run+0x1f", "_start"]);
+                journal.record(&record).unwrap();
+            }
+            recorded += 150;
+        }
+        let mut agent = Command::new(support::bin())
+            .args(["agent", "run", "--state-dir", s(&state)])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(100 + seed % 1400));
+        agent.kill().unwrap(); // SIGKILL, anywhere in boot, attestation or upload
+        agent.wait().unwrap();
+        let (all, delivered) = journal_ids(&state);
+        let stored = stored_ids(&lab, &id);
+        let stored_set: BTreeSet<String> = stored.iter().cloned().collect();
+        assert_eq!(
+            stored.len(),
+            stored_set.len(),
+            "trial {trial}: stored twice"
+        );
+        assert!(
+            delivered.is_subset(&stored_set),
+            "trial {trial}: acknowledged but not stored"
+        );
+        assert!(
+            stored_set.is_subset(&all),
+            "trial {trial}: stored but never journaled"
+        );
+        delivered_some += usize::from(stored_set.len() > before);
+        cut_short += usize::from(delivered.len() < all.len());
+        before = stored_set.len();
+    }
+    // The kills landed both after uploads and before all was delivered.
+    assert!(
+        delivered_some >= 5 && cut_short >= 5,
+        "{delivered_some} {cut_short}"
+    );
+    // Whatever was still pending arrives on the next run, each record once.
+    // Fifty restarts in under a minute exhaust the device's nonce allowance
+    // (20 a minute), so the agent may be told to wait before it attests
+    // again; it still uploads with the certificate it holds.
+    let mut agent = Command::new(support::bin())
+        .args(["agent", "run", "--state-dir", s(&state)])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let (all, delivered) = loop {
+        let (all, delivered) = journal_ids(&state);
+        if all == delivered || std::time::Instant::now() > deadline {
+            break (all, delivered);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert_eq!(all, delivered);
+    let stored = stored_ids(&lab, &id);
+    assert_eq!(stored.len(), all.len());
+    assert!(stored.len() >= recorded);
+    // All those traps, at different addresses, are one problem.
+    let trap = problem_of(&lab, BLINK, "trap");
+    assert_eq!(trap["count"].as_u64(), Some(recorded as u64));
+    assert_eq!(
+        trap["title"],
+        "wasm trap at <addr>: unreachable @ blink::run+<addr>"
+    );
+}
