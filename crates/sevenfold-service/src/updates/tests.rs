@@ -22,9 +22,13 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    fixture_on(Store::connect("sqlite::memory:", 1).await.unwrap()).await
+}
+
+async fn fixture_on(store: Store) -> Fixture {
     let wrap = KeyWrap::new(&[9u8; 32]);
-    let tenant = store.create_tenant("acme").await.unwrap().id;
+    let name = format!("acme-{}", uuid::Uuid::new_v4().simple());
+    let tenant = store.create_tenant(&name).await.unwrap().id;
     let (_, groups) = store.create_product(&tenant, "lamp", "").await.unwrap();
     let group = groups[0].id.clone();
     store
@@ -125,7 +129,53 @@ fn url(dir: &Path, sub: &str) -> reqwest::Url {
 
 #[tokio::test]
 async fn a_standard_tuf_client_walks_the_group_repository() {
-    let f = fixture().await;
+    walk(fixture().await).await;
+}
+
+/// The same on PostgreSQL (a fresh database, dropped afterwards), at
+/// `SEVENFOLD_TEST_POSTGRES_URL` or the local default; skipped only with
+/// `SEVENFOLD_SKIP_POSTGRES=1`.
+#[tokio::test]
+async fn a_standard_tuf_client_walks_the_group_repository_on_postgres() {
+    use sqlx::Connection;
+    let admin = std::env::var("SEVENFOLD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let mut conn = match sqlx::postgres::PgConnection::connect(&admin).await {
+        Ok(conn) => conn,
+        Err(_) if std::env::var("SEVENFOLD_SKIP_POSTGRES").as_deref() == Ok("1") => return,
+        Err(e) => panic!("PostgreSQL at {admin} is unreachable: {e}"),
+    };
+    let name = format!("sevenfold_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("{admin}"),
+    };
+    let store = Store::connect(&url, 2).await.unwrap();
+    walk(fixture_on(store.clone()).await).await;
+    // Concurrent publishers: versions stay unique and consecutive.
+    let f = fixture_on(store.clone()).await;
+    let expiry = Expiry::default();
+    let (a, b) = tokio::join!(
+        publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry),
+        publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+    );
+    let mut versions = [a.unwrap(), b.unwrap()];
+    versions.sort_unstable();
+    assert_eq!(versions, [1, 2]);
+    store.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+async fn walk(f: Fixture) {
     let expiry = Expiry::default();
     publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
         .await
