@@ -296,3 +296,97 @@ async fn an_expired_timestamp_is_refused() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn mixed_snapshot_and_targets_versions_are_refused() {
+    let f = fixture().await;
+    let expiry = Expiry::default();
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = export(&f, dir.path()).await;
+    // Snapshot 2 names targets 2; the mirror serves targets 1 under its name.
+    let metadata = dir.path().join("metadata");
+    std::fs::copy(
+        metadata.join("1.targets.json"),
+        metadata.join("2.targets.json"),
+    )
+    .unwrap();
+    let err = RepositoryLoader::new(
+        &root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("HashMismatch"), "{text}");
+}
+
+#[tokio::test]
+async fn targets_signed_by_a_key_the_root_does_not_name_are_refused() {
+    use std::num::NonZeroU64;
+    use tough::editor::signed::SignedRole;
+    use tough::schema::{KeyHolder, RoleKeys, RoleType, Targets};
+
+    let f = fixture().await;
+    let expiry = Expiry::default();
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    let root = super::repo::current_root(&f.store, &f.group).await.unwrap();
+    // An attacker's key, as if the root trusted it.
+    let rogue = super::keys::RoleKey::generate().unwrap();
+    let rogue_id: tough::schema::decoded::Decoded<tough::schema::decoded::Hex> =
+        hex::decode(rogue.key_id()).unwrap().into();
+    let mut forged_root = root.clone();
+    forged_root
+        .keys
+        .insert(rogue_id.clone(), rogue.public().clone());
+    forged_root.roles.insert(
+        RoleType::Targets,
+        RoleKeys {
+            keyids: vec![rogue_id],
+            threshold: NonZeroU64::MIN,
+            _extra: Default::default(),
+        },
+    );
+    let v = NonZeroU64::new(2).unwrap();
+    let expires = super::repo::expires_in(3600).unwrap();
+    let targets = Targets::new(super::repo::SPEC_VERSION.to_owned(), v, expires);
+    let signed = SignedRole::new(
+        targets,
+        &KeyHolder::Root(forged_root),
+        &[rogue.source()],
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .await
+    .unwrap();
+    let forged = super::repo::record(&f.tenant, &f.group, "targets", &signed, v, expires).unwrap();
+    // Snapshot and timestamp are validly signed by the online keys over it.
+    let (snapshot, timestamp) =
+        super::repo::sign_snapshot_and_timestamp(&f.store, &f.wrap, &root, &forged, &expiry)
+            .await
+            .unwrap();
+    f.store
+        .add_tuf_metadata(&[forged, snapshot, timestamp])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let trusted_root = export(&f, dir.path()).await;
+    let err = RepositoryLoader::new(
+        &trusted_root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("SignatureThreshold"), "{text}");
+}
