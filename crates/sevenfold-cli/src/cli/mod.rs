@@ -7,6 +7,7 @@ mod agent;
 mod deployment;
 mod operator;
 mod server;
+mod tuf;
 
 use std::path::PathBuf;
 
@@ -16,6 +17,7 @@ pub(crate) use self::agent::*;
 pub(crate) use self::deployment::*;
 pub(crate) use self::operator::*;
 pub(crate) use self::server::ServerArgs;
+pub(crate) use self::tuf::*;
 
 /// Sevenfold: make connected devices meet the seven properties of highly
 /// secure devices.
@@ -98,6 +100,9 @@ pub(crate) enum Command {
     /// Deployments: publish images to a device group's TUF repository,
     /// phased (`--percent`), halting by itself past `--max-failure-percent`.
     Deployment(DeploymentArgs),
+    /// A device group's TUF repository: show its root, rotate root or
+    /// targets keys with a threshold.
+    Tuf(TufArgs),
     /// The Sevenfold runtime builds devices may run (server administrators
     /// add and revoke them).
     Runtime(RuntimeArgs),

@@ -18,6 +18,7 @@ mod identity;
 mod images;
 mod products;
 mod tenants;
+mod tuf;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -196,6 +197,8 @@ pub(crate) fn timestamp(ms: i64) -> String {
         deployments::update_deployment,
         deployments::resume_deployment,
         deployments::cancel_deployment,
+        tuf::show_tuf,
+        tuf::rotate_keys,
     ),
     components(schemas(sevenfold_core::api::Problem))
 )]
@@ -335,6 +338,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             &format!("{t}/deployments/{{deployment}}/cancel"),
             post(deployments::cancel_deployment),
+        )
+        .route(
+            &format!("{t}/device-groups/{{group}}/tuf"),
+            get(tuf::show_tuf),
+        )
+        .route(
+            &format!("{t}/device-groups/{{group}}/tuf/rotate"),
+            post(tuf::rotate_keys),
         );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

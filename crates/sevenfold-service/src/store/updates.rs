@@ -290,6 +290,46 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a role's keys: retires the current ones, stores `keys`, and
+    /// stores the new root that names them, in one transaction.
+    pub async fn rotate_tuf_keys(
+        &self,
+        tenant_id: &str,
+        group_id: &str,
+        role: &str,
+        keys: &[TufKeyRecord],
+        root: &TufMetadataRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE tuf_keys SET retired_at = $1 WHERE tenant_id = $2 AND group_id = $3 \
+             AND role = $4 AND retired_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(tenant_id)
+        .bind(group_id)
+        .bind(role)
+        .execute(&mut *tx)
+        .await?;
+        for key in keys {
+            sqlx::query(
+                "INSERT INTO tuf_keys (tenant_id, group_id, role, key_id, wrapped_key, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&key.tenant_id)
+            .bind(&key.group_id)
+            .bind(&key.role)
+            .bind(&key.key_id)
+            .bind(&key.wrapped_key)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_metadata(&mut tx, root).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Stores new versions of several roles at once (targets, snapshot and
     /// timestamp of one publication). [`StoreError::Conflict`] if any
     /// version exists already (another replica published concurrently).

@@ -390,3 +390,48 @@ async fn targets_signed_by_a_key_the_root_does_not_name_are_refused() {
     let text = format!("{err:?}");
     assert!(text.contains("SignatureThreshold"), "{text}");
 }
+
+#[tokio::test]
+async fn a_client_holding_the_first_root_walks_through_threshold_rotations() {
+    let f = fixture().await;
+    let expiry = Expiry::default();
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first_root = export(&f, dir.path()).await;
+    let rotated = super::rotate::rotate(
+        &f.store, &f.wrap, &f.tenant, &f.group, "root", 3, 2, &expiry,
+    )
+    .await
+    .unwrap();
+    assert_eq!((rotated.root_version, rotated.key_ids.len()), (2, 3));
+    let rotated = super::rotate::rotate(
+        &f.store, &f.wrap, &f.tenant, &f.group, "targets", 2, 2, &expiry,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rotated.root_version, 3);
+    // Nonsense is refused before anything changes.
+    for (role, keys, threshold) in [("snapshot", 1, 1), ("root", 2, 3), ("root", 0, 0)] {
+        assert!(super::rotate::rotate(
+            &f.store, &f.wrap, &f.tenant, &f.group, role, keys, threshold, &expiry
+        )
+        .await
+        .is_err());
+    }
+    export(&f, dir.path()).await;
+    let repo = RepositoryLoader::new(
+        &first_root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap();
+    assert_eq!(repo.root().signed.version.get(), 3);
+    assert_eq!(repo.root().signatures.len(), 3);
+    assert_eq!(repo.targets().signatures.len(), 2);
+    let name = TargetName::new("0c7e6b0e-5b38-4a34-a4c4-000000000001.imagepackage").unwrap();
+    assert!(repo.targets().signed.targets.contains_key(&name));
+}
