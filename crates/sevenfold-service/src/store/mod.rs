@@ -41,18 +41,20 @@
 //!
 //! Each concern has its own file and `impl Store` block: `tenants.rs` (users,
 //! tokens, roles, tenants), `products.rs` (products, groups), `devices.rs`
-//! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images),
+//! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images), `tuf.rs` (TUF keys and metadata),
+//! `deployments.rs` (deployments, device progress),
 //! `audit.rs` (the hash-chained audit log).
 
 mod attestation;
 mod audit;
+mod deployments;
 mod devices;
 mod error;
 mod images;
 mod model;
 mod products;
 mod tenants;
-mod updates;
+mod tuf;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -64,6 +66,9 @@ use sqlx::{AnyPool, Row, SqlSafeStr};
 
 pub use attestation::{AttestationRecord, RuntimeRelease, TenantCaRecord};
 pub use audit::GENESIS_HASH;
+pub use deployments::{
+    Deployment, DeploymentImage, DeploymentStatus, DeviceProgress, NewDeployment, ProgressState,
+};
 pub use error::StoreError;
 use model::clamp_limit;
 pub use model::{
@@ -73,10 +78,7 @@ pub use model::{
     TransferStatus, UpdatePolicy, User,
 };
 pub use products::DEFAULT_GROUPS;
-pub use updates::{
-    Deployment, DeploymentImage, DeploymentStatus, DeviceProgress, NewDeployment, ProgressState,
-    TufKeyRecord, TufMetadataRecord,
-};
+pub use tuf::{TufKeyRecord, TufMetadataRecord};
 
 /// The schema migrations, in order: (version, description, SQL). Embedded
 /// with `include_str!`; a new `migrations/NNNN_name.sql` must be added here
