@@ -540,3 +540,64 @@ fn a_device_moved_to_another_group_refuses_that_groups_repository() {
     assert!(stderr.contains("update repository was refused"), "{stderr}");
     assert_eq!(active_sha256(&state), file_sha256(&v1_file));
 }
+
+#[test]
+fn devices_follow_root_and_targets_key_rotations_with_thresholds() {
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, _) = f.device("dev1", &v1_file);
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    f.deploy(&v2, &[]);
+    assert_eq!(update(&state)["outcomes"][0]["state"], "installed");
+    let rotated = f.op(&[
+        "tuf",
+        "rotate",
+        "--group",
+        &f.group,
+        "--role",
+        "root",
+        "--keys",
+        "3",
+        "--threshold",
+        "2",
+        "--tenant",
+        "acme",
+    ]);
+    assert_eq!(rotated["root_version"], 2, "{rotated}");
+    f.op(&[
+        "tuf",
+        "rotate",
+        "--group",
+        &f.group,
+        "--role",
+        "targets",
+        "--keys",
+        "2",
+        "--threshold",
+        "2",
+        "--tenant",
+        "acme",
+    ]);
+    let shown = f.op(&["tuf", "show", "--group", &f.group, "--tenant", "acme"]);
+    assert_eq!(shown["root_version"], 3, "{shown}");
+    assert_eq!(shown["roles"][0]["role"], "root");
+    assert_eq!(shown["roles"][0]["threshold"], 2);
+    assert_eq!(shown["roles"][1]["key_ids"].as_array().unwrap().len(), 2);
+    // The device walks root 1 → 2 → 3 and still installs what is deployed.
+    let (v3, v3_file) = f.image("3.0.0", 3, "release");
+    f.deploy(&v3, &[]);
+    let report = update(&state);
+    assert_eq!(report["outcomes"][0]["state"], "installed", "{report}");
+    assert_eq!(active_sha256(&state), file_sha256(&v3_file));
+    assert_ne!(file_sha256(&v2_file), file_sha256(&v3_file));
+    // Snapshot and timestamp keys stay the service's.
+    let err = support::cli_err(
+        &f.server,
+        &f.token,
+        &f.path("config"),
+        &[
+            "tuf", "rotate", "--group", &f.group, "--role", "snapshot", "--tenant", "acme",
+        ],
+    );
+    assert!(err.contains("invalid value"), "{err}");
+}

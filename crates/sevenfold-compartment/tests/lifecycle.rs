@@ -109,11 +109,17 @@ fn compiled_modules_are_cached_on_disk_and_reused_by_a_new_engine() {
         .is_err());
 }
 
-/// Cached modules (wasmtime also keeps usage statistics beside them).
+/// Cached modules. wasmtime also keeps usage statistics beside them and
+/// writes those, and its clean-up markers, from a background worker
+/// through temporary `*.wip-*` files, which come and go at any moment.
 fn modules(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = walk(dir)
         .into_iter()
         .filter(|p| p.extension().is_none_or(|e| e != "stats"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().contains(".wip-"))
+        })
         .collect();
     files.sort();
     files

@@ -84,7 +84,7 @@ pub struct CreateDeployment {
     pub group: String,
     /// Image IDs to publish (one per component).
     pub images: Vec<String>,
-    /// Share of the group (1..=100); default 100.
+    /// Share of the group (1..=100); default: the group's rollout percentage.
     #[serde(default)]
     pub percent: Option<u8>,
     /// Halt when more than this share of the targeted devices failed; default 100 (never).

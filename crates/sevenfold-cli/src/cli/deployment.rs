@@ -31,10 +31,10 @@ pub(crate) enum DeploymentCommand {
         )]
         images: Vec<String>,
         /// Share of the group's devices that install it, 1 to 100; the same
-        /// devices stay in as it is raised.
-        #[arg(long, value_name = "N", default_value_t = 100,
-              value_parser = clap::value_parser!(u8).range(1..=100))]
-        percent: u8,
+        /// devices stay in as it is raised [default: the group's rollout
+        /// percentage]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=100))]
+        percent: Option<u8>,
         /// Halt the rollout by itself once more than this share of the
         /// targeted devices failed or rolled back (100: never).
         #[arg(long, value_name = "N", default_value_t = 100,

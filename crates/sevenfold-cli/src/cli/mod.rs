@@ -8,6 +8,7 @@ mod deployment;
 mod failures;
 mod operator;
 mod server;
+mod tuf;
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ pub(crate) use self::deployment::*;
 pub(crate) use self::failures::*;
 pub(crate) use self::operator::*;
 pub(crate) use self::server::ServerArgs;
+pub(crate) use self::tuf::*;
 
 /// Sevenfold: make connected devices meet the seven properties of highly
 /// secure devices.
@@ -108,6 +110,9 @@ pub(crate) enum Command {
     /// Webhooks notified of new problems, regressions, failed attestations
     /// and halted rollouts, signed with HMAC-SHA256.
     Webhook(WebhookArgs),
+    /// A device group's TUF repository: show its root, rotate root or
+    /// targets keys with a threshold.
+    Tuf(TufArgs),
     /// The Sevenfold runtime builds devices may run (server administrators
     /// add and revoke them).
     Runtime(RuntimeArgs),

@@ -111,7 +111,7 @@ pub(crate) async fn run(mode: OutputMode, args: DeploymentArgs) -> anyhow::Resul
             let body = CreateDeployment {
                 group: group.id,
                 images,
-                percent: Some(percent),
+                percent,
                 max_failure_percent: Some(max_failure_percent),
             };
             let created: DeploymentInfo = client

@@ -25,6 +25,7 @@ mod server;
 mod signing_key;
 mod tenant;
 mod tenant_ca;
+mod tuf;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Product(args) => product::run(mode, args).await,
         Command::DeviceGroup(args) => device_group::run(mode, args).await,
         Command::Deployment(args) => deployment::run(mode, args).await,
+        Command::Tuf(args) => tuf::run(mode, args).await,
         Command::Manufacturer(command) => manufacturer::run(mode, command).await,
         Command::Device(args) => device::run(mode, args).await,
         Command::SigningKey(args) => signing_key::run(mode, args).await,

@@ -74,7 +74,6 @@ pub(crate) async fn create_deployment(
             &body.group,
         )
         .await?;
-    let percent = share("percent", body.percent, 1)?;
     let max_failure_percent = share("max_failure_percent", body.max_failure_percent, 0)?;
     if body.images.is_empty() || body.images.len() > MAX_IMAGES {
         return Err(ApiError::BadRequest(format!(
@@ -82,6 +81,12 @@ pub(crate) async fn create_deployment(
         )));
     }
     let group = state.store.group(&tenant, &body.group).await?;
+    // Without a share, the group's own rollout percentage applies.
+    let percent = share(
+        "percent",
+        body.percent.or(Some(group.rollout_percent.max(1))),
+        1,
+    )?;
     let mut images: Vec<DeploymentImage> = Vec::new();
     for id in &body.images {
         let image = state.store.image(&tenant, id).await?;

@@ -19,6 +19,7 @@ mod identity;
 mod images;
 mod products;
 mod tenants;
+mod tuf;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -216,6 +217,8 @@ pub(crate) fn timestamp(ms: i64) -> String {
         failures::list_webhooks,
         failures::add_webhook,
         failures::remove_webhook,
+        tuf::show_tuf,
+        tuf::rotate_keys,
     ),
     components(schemas(sevenfold_core::api::Problem))
 )]
@@ -377,6 +380,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             &format!("{t}/webhooks/{{webhook}}"),
             axum::routing::delete(failures::remove_webhook),
+        )
+        .route(
+            &format!("{t}/device-groups/{{group}}/tuf"),
+            get(tuf::show_tuf),
+        )
+        .route(
+            &format!("{t}/device-groups/{{group}}/tuf/rotate"),
+            post(tuf::rotate_keys),
         );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

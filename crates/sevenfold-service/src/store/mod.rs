@@ -42,12 +42,14 @@
 //! Each concern has its own file and `impl Store` block: `tenants.rs` (users,
 //! tokens, roles, tenants), `products.rs` (products, groups), `devices.rs`
 //! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images),
-//! `audit.rs` (the hash-chained audit log), `failures.rs` (failure reports,
-//! problems, retention), `ingest.rs` (batched, idempotent ingest of failure
-//! reports), `webhooks.rs` (webhooks and their delivery queue).
+//! `tuf.rs` (TUF keys and metadata), `deployments.rs` (deployments, device
+//! progress), `audit.rs` (the hash-chained audit log), `failures.rs` (failure
+//! reports, problems, retention), `ingest.rs` (batched, idempotent ingest of
+//! failure reports), `webhooks.rs` (webhooks and their delivery queue).
 
 mod attestation;
 mod audit;
+mod deployments;
 mod devices;
 mod error;
 mod failures;
@@ -56,7 +58,7 @@ mod ingest;
 mod model;
 mod products;
 mod tenants;
-mod updates;
+mod tuf;
 mod webhooks;
 
 use std::borrow::Cow;
@@ -72,6 +74,9 @@ pub use attestation::{
     AttestationRecord, NewNonce, RateLimit, RuntimeRelease, TenantCaRecord, VerdictWrite,
 };
 pub use audit::GENESIS_HASH;
+pub use deployments::{
+    Deployment, DeploymentImage, DeploymentStatus, DeviceProgress, NewDeployment, ProgressState,
+};
 pub use error::StoreError;
 pub use failures::{
     version_newer, IngestOutcome, NewReport, ProblemEvent, ProblemKey, ProblemRecord, ReportCursor,
@@ -85,10 +90,7 @@ pub use model::{
     TransferStatus, UpdatePolicy, User,
 };
 pub use products::DEFAULT_GROUPS;
-pub use updates::{
-    Deployment, DeploymentImage, DeploymentStatus, DeviceProgress, NewDeployment, ProgressState,
-    TufKeyRecord, TufMetadataRecord,
-};
+pub use tuf::{TufKeyRecord, TufMetadataRecord};
 pub use webhooks::{DueDelivery, WebhookRecord, MAX_ATTEMPTS};
 
 /// The schema migrations, in order: (version, description, SQL). Embedded

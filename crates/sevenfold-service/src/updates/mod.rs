@@ -4,6 +4,7 @@
 //! - `keys`: the repository's Ed25519 keys, wrapped at rest.
 //! - `repo`: signing root, targets, snapshot and timestamp with `tough`.
 //! - `rollout`: progress accounting and the automatic halt.
+//! - `rotate`: root and targets key rotation with thresholds.
 //! - `device_routes`: `/device/v1/tuf/…` and `/device/v1/updates/progress`.
 //!
 //! Key decision: the repository is the same for every device of a group
@@ -16,6 +17,7 @@ pub(crate) mod device_routes;
 pub(crate) mod keys;
 pub(crate) mod repo;
 pub(crate) mod rollout;
+pub(crate) mod rotate;
 
 pub use repo::Expiry;
 

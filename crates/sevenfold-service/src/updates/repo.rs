@@ -33,7 +33,7 @@ use super::UpdateError;
 use crate::store::{DeploymentStatus, Store, StoreError, TufMetadataRecord};
 
 /// TUF specification version written into every role.
-const SPEC_VERSION: &str = "1.0.0";
+pub(super) const SPEC_VERSION: &str = "1.0.0";
 /// Attempts when another replica publishes at the same moment.
 const PUBLISH_ATTEMPTS: usize = 5;
 
@@ -72,7 +72,7 @@ impl Expiry {
 }
 
 /// `now + secs`, in whole seconds (what every TUF client parses).
-fn expires_in(secs: i64) -> Result<jiff::Timestamp, UpdateError> {
+pub(super) fn expires_in(secs: i64) -> Result<jiff::Timestamp, UpdateError> {
     let now = jiff::Timestamp::now().as_second();
     jiff::Timestamp::from_second(now.saturating_add(secs))
         .map_err(|e| UpdateError::Crypto(format!("expiry out of range: {e}")))
@@ -85,7 +85,7 @@ fn version(v: i64) -> Result<NonZeroU64, UpdateError> {
         .ok_or_else(|| StoreError::Corrupt(format!("TUF version {v}")).into())
 }
 
-fn record<T: Role + Serialize>(
+pub(super) fn record<T: Role + Serialize>(
     tenant_id: &str,
     group_id: &str,
     role: &str,
@@ -196,7 +196,7 @@ fn role_type(role: &str) -> Result<RoleType, UpdateError> {
 }
 
 /// The group's current root.
-async fn current_root(store: &Store, group_id: &str) -> Result<Root, UpdateError> {
+pub(super) async fn current_root(store: &Store, group_id: &str) -> Result<Root, UpdateError> {
     let record = store
         .latest_tuf_metadata(group_id, "root")
         .await?
@@ -324,7 +324,7 @@ async fn try_publish(
     Ok(i64::try_from(tv.get()).unwrap_or(i64::MAX))
 }
 
-async fn sign_snapshot_and_timestamp(
+pub(super) async fn sign_snapshot_and_timestamp(
     store: &Store,
     wrap: &KeyWrap,
     root: &Root,

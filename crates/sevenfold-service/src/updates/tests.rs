@@ -22,9 +22,13 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    fixture_on(Store::connect("sqlite::memory:", 1).await.unwrap()).await
+}
+
+async fn fixture_on(store: Store) -> Fixture {
     let wrap = KeyWrap::new(&[9u8; 32]);
-    let tenant = store.create_tenant("acme").await.unwrap().id;
+    let name = format!("acme-{}", uuid::Uuid::new_v4().simple());
+    let tenant = store.create_tenant(&name).await.unwrap().id;
     let (_, groups) = store.create_product(&tenant, "lamp", "").await.unwrap();
     let group = groups[0].id.clone();
     store
@@ -125,7 +129,53 @@ fn url(dir: &Path, sub: &str) -> reqwest::Url {
 
 #[tokio::test]
 async fn a_standard_tuf_client_walks_the_group_repository() {
-    let f = fixture().await;
+    walk(fixture().await).await;
+}
+
+/// The same on PostgreSQL (a fresh database, dropped afterwards), at
+/// `SEVENFOLD_TEST_POSTGRES_URL` or the local default; skipped only with
+/// `SEVENFOLD_SKIP_POSTGRES=1`.
+#[tokio::test]
+async fn a_standard_tuf_client_walks_the_group_repository_on_postgres() {
+    use sqlx::Connection;
+    let admin = std::env::var("SEVENFOLD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let mut conn = match sqlx::postgres::PgConnection::connect(&admin).await {
+        Ok(conn) => conn,
+        Err(_) if std::env::var("SEVENFOLD_SKIP_POSTGRES").as_deref() == Ok("1") => return,
+        Err(e) => panic!("PostgreSQL at {admin} is unreachable: {e}"),
+    };
+    let name = format!("sevenfold_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("{admin}"),
+    };
+    let store = Store::connect(&url, 2).await.unwrap();
+    walk(fixture_on(store.clone()).await).await;
+    // Concurrent publishers: versions stay unique and consecutive.
+    let f = fixture_on(store.clone()).await;
+    let expiry = Expiry::default();
+    let (a, b) = tokio::join!(
+        publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry),
+        publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+    );
+    let mut versions = [a.unwrap(), b.unwrap()];
+    versions.sort_unstable();
+    assert_eq!(versions, [1, 2]);
+    store.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+async fn walk(f: Fixture) {
     let expiry = Expiry::default();
     publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
         .await
@@ -245,4 +295,143 @@ async fn an_expired_timestamp_is_refused() {
     .load()
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn mixed_snapshot_and_targets_versions_are_refused() {
+    let f = fixture().await;
+    let expiry = Expiry::default();
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = export(&f, dir.path()).await;
+    // Snapshot 2 names targets 2; the mirror serves targets 1 under its name.
+    let metadata = dir.path().join("metadata");
+    std::fs::copy(
+        metadata.join("1.targets.json"),
+        metadata.join("2.targets.json"),
+    )
+    .unwrap();
+    let err = RepositoryLoader::new(
+        &root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("HashMismatch"), "{text}");
+}
+
+#[tokio::test]
+async fn targets_signed_by_a_key_the_root_does_not_name_are_refused() {
+    use std::num::NonZeroU64;
+    use tough::editor::signed::SignedRole;
+    use tough::schema::{KeyHolder, RoleKeys, RoleType, Targets};
+
+    let f = fixture().await;
+    let expiry = Expiry::default();
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    let root = super::repo::current_root(&f.store, &f.group).await.unwrap();
+    // An attacker's key, as if the root trusted it.
+    let rogue = super::keys::RoleKey::generate().unwrap();
+    let rogue_id: tough::schema::decoded::Decoded<tough::schema::decoded::Hex> =
+        hex::decode(rogue.key_id()).unwrap().into();
+    let mut forged_root = root.clone();
+    forged_root
+        .keys
+        .insert(rogue_id.clone(), rogue.public().clone());
+    forged_root.roles.insert(
+        RoleType::Targets,
+        RoleKeys {
+            keyids: vec![rogue_id],
+            threshold: NonZeroU64::MIN,
+            _extra: Default::default(),
+        },
+    );
+    let v = NonZeroU64::new(2).unwrap();
+    let expires = super::repo::expires_in(3600).unwrap();
+    let targets = Targets::new(super::repo::SPEC_VERSION.to_owned(), v, expires);
+    let signed = SignedRole::new(
+        targets,
+        &KeyHolder::Root(forged_root),
+        &[rogue.source()],
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .await
+    .unwrap();
+    let forged = super::repo::record(&f.tenant, &f.group, "targets", &signed, v, expires).unwrap();
+    // Snapshot and timestamp are validly signed by the online keys over it.
+    let (snapshot, timestamp) =
+        super::repo::sign_snapshot_and_timestamp(&f.store, &f.wrap, &root, &forged, &expiry)
+            .await
+            .unwrap();
+    f.store
+        .add_tuf_metadata(&[forged, snapshot, timestamp])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let trusted_root = export(&f, dir.path()).await;
+    let err = RepositoryLoader::new(
+        &trusted_root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("SignatureThreshold"), "{text}");
+}
+
+#[tokio::test]
+async fn a_client_holding_the_first_root_walks_through_threshold_rotations() {
+    let f = fixture().await;
+    let expiry = Expiry::default();
+    publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first_root = export(&f, dir.path()).await;
+    let rotated = super::rotate::rotate(
+        &f.store, &f.wrap, &f.tenant, &f.group, "root", 3, 2, &expiry,
+    )
+    .await
+    .unwrap();
+    assert_eq!((rotated.root_version, rotated.key_ids.len()), (2, 3));
+    let rotated = super::rotate::rotate(
+        &f.store, &f.wrap, &f.tenant, &f.group, "targets", 2, 2, &expiry,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rotated.root_version, 3);
+    // Nonsense is refused before anything changes.
+    for (role, keys, threshold) in [("snapshot", 1, 1), ("root", 2, 3), ("root", 0, 0)] {
+        assert!(super::rotate::rotate(
+            &f.store, &f.wrap, &f.tenant, &f.group, role, keys, threshold, &expiry
+        )
+        .await
+        .is_err());
+    }
+    export(&f, dir.path()).await;
+    let repo = RepositoryLoader::new(
+        &first_root,
+        url(dir.path(), "metadata"),
+        url(dir.path(), "targets"),
+    )
+    .load()
+    .await
+    .unwrap();
+    assert_eq!(repo.root().signed.version.get(), 3);
+    assert_eq!(repo.root().signatures.len(), 3);
+    assert_eq!(repo.targets().signatures.len(), 2);
+    let name = TargetName::new("0c7e6b0e-5b38-4a34-a4c4-000000000001.imagepackage").unwrap();
+    assert!(repo.targets().signed.targets.contains_key(&name));
 }
