@@ -89,10 +89,11 @@ const MAKER_NAME: &str = "Sevenfold quickstart manufacturer CA";
 const MAKER_DAYS: u32 = 3650;
 /// Label of the developer key on the service.
 const SIGNING_KEY_NAME: &str = "quickstart developer";
-/// What the quickstart cannot show yet.
-const NOT_BUILT_YET: &str = "Not built yet (later issues): over-the-air updates, app compartments \
-(the apps are signed, measured and attested, not yet run), and the web dashboard. \
-Failures so far (the tampered device's refusal): `sevenfold problem list`.";
+/// What the quickstart does not show yet.
+const NOT_BUILT_YET: &str = "Not shown here yet: an over-the-air update and the apps running in \
+their compartments (both work: `sevenfold deployment create`, `sevenfold agent run`), and the \
+web dashboard, which is not built. Failures so far (the tampered device's refusal): \
+`sevenfold problem list`.";
 
 pub(crate) async fn run(mode: OutputMode, args: &QuickstartArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
