@@ -28,6 +28,7 @@ extern "C" {
     fn channel_send(peer: *const u8, msg: *const u8, len: u32) -> i32;
     fn channel_recv(from: *mut u8, buf: *mut u8, len: u32) -> i32;
     fn device_certificate(buf: *mut u8, len: u32) -> i32;
+    fn device_sign(msg: *const u8, msg_len: u32, sig: *mut u8, sig_len: u32) -> i32;
     fn should_stop() -> i32;
 }
 
@@ -170,6 +171,23 @@ pub fn certificate() -> Result<Vec<u8>, Error> {
     let n = check(unsafe { device_certificate(buf.as_mut_ptr(), buf.len() as u32) })? as usize;
     buf.truncate(n);
     Ok(buf)
+}
+
+/// Has the host sign `message` with the key of the device certificate
+/// (ECDSA P-256 with SHA-256, DER): for a TLS handshake or a token the app
+/// makes. Needs `DeviceAuthentication`; the key itself never reaches the app.
+pub fn sign(message: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut buf = vec![0u8; 80];
+    loop {
+        let n = check(unsafe {
+            device_sign(message.as_ptr(), message.len() as u32, buf.as_mut_ptr(), buf.len() as u32)
+        })? as usize;
+        if n <= buf.len() {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        buf.resize(n, 0);
+    }
 }
 
 /// Parses a component ID written as a UUID (`xxxxxxxx-xxxx-…`) into 16 bytes.

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sevenfold_compartment::{
-    AppImage, AppStatus, ChannelHub, CompartmentEngine, CompartmentError, EventSink, HostServices,
-    Peripherals, StorageArea, Supervisor, SupervisorConfig,
+    AppImage, AppStatus, ChannelHub, CompartmentEngine, CompartmentError, DeviceSigner, EventSink,
+    HostServices, Peripherals, StorageArea, Supervisor, SupervisorConfig,
 };
 
 use crate::boot::BootReport;
@@ -63,6 +63,7 @@ impl Apps {
             peripherals,
             channels: ChannelHub::new(),
             certificate: Some(root.join(DEVICE_CERT_FILE)),
+            signer: Some(Arc::new(TlsKeySigner(state.clone()))),
             listen_ip: std::net::IpAddr::from([0, 0, 0, 0]),
         });
         let supervisor = Supervisor::new(engine, storage, services, config, sink);
@@ -101,6 +102,20 @@ impl Apps {
     /// Stops every app, each with its grace period.
     pub fn stop(&self) {
         self.supervisor.stop_all();
+    }
+}
+
+/// Signs for apps with `DeviceAuthentication` with the device's TLS key
+/// (the key its certificate certifies), read afresh for every call so it
+/// always matches the current certificate. The key never enters an app.
+struct TlsKeySigner(StateDir);
+
+impl DeviceSigner for TlsKeySigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        self.0
+            .tls_key()
+            .and_then(|key| key.sign(message))
+            .map_err(|e| e.to_string())
     }
 }
 

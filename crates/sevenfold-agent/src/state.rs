@@ -186,6 +186,12 @@ impl TlsKey {
         self.key.public_key()
     }
 
+    /// Signs `message` with the TLS key (ECDSA P-256, SHA-256, DER): what
+    /// apps with `DeviceAuthentication` get instead of the key.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, AgentError> {
+        Ok(self.key.sign(message)?)
+    }
+
     /// The private key for rustls (client authentication).
     pub(crate) fn rustls_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.pkcs8.clone()))

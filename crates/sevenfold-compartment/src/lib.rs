@@ -39,6 +39,7 @@
 //!     peripherals: Arc::new(SimulatedPeripherals::new()),
 //!     channels: ChannelHub::new(),
 //!     certificate: None,
+//!     signer: None,
 //!     listen_ip: "0.0.0.0".parse()?,
 //! });
 //! let sink: EventSink = Arc::new(|event| eprintln!("{event}"));
@@ -79,7 +80,7 @@ pub use error::CompartmentError;
 pub use events::{AppId, Capability, CompartmentEvent, EventSink, Limit};
 pub use hostapi::channels::{ChannelError, ChannelHub, MAX_MESSAGE, MAX_QUEUED};
 pub use hostapi::peripherals::{LinuxPeripherals, Peripherals, SimulatedPeripherals, UartPort};
-pub use hostapi::HostServices;
+pub use hostapi::{DeviceSigner, HostServices, MAX_SIGNED_MESSAGE};
 pub use image::AppImage;
 pub use policy::{AppPolicy, DEFAULT_MEMORY_KB, MAX_TABLE_ELEMENTS};
 pub use run::{RunOutcome, RunSettings, STORAGE_MOUNT};

@@ -120,6 +120,25 @@ fn the_device_certificate_needs_device_authentication() {
         "{}",
         output(&rig, 42)
     );
+    // The host signs for the app; the signature verifies under the key the
+    // certificate would certify. Without the capability: denied.
+    let with = output(&rig, 41);
+    let signature_hex = with
+        .lines()
+        .find_map(|l| l.strip_prefix("with: signature "))
+        .unwrap_or_else(|| panic!("no signature in {with}"));
+    common::test_signing_key()
+        .public_key()
+        .verify(
+            b"sevenfold device authentication",
+            &hex::decode(signature_hex.trim()).unwrap(),
+        )
+        .unwrap();
+    assert!(
+        output(&rig, 42).contains("without: signing refused: denied"),
+        "{}",
+        output(&rig, 42)
+    );
     rig.events
         .wait_for(42, "denial", Duration::from_secs(1), |e| {
             matches!(

@@ -1,6 +1,6 @@
 //! Probes the doors to other apps and to the device identity: sends a
 //! message to the app in `PEER` (a component ID), prints what arrives, and
-//! asks for the device certificate.
+//! asks for the device certificate and for a signature with its key.
 use std::time::Duration;
 
 fn main() {
@@ -33,5 +33,12 @@ fn main() {
     match sevenfold_app::certificate() {
         Ok(pem) => println!("{me}: certificate of {} bytes", pem.len()),
         Err(e) => println!("{me}: certificate refused: {e}"),
+    }
+    match sevenfold_app::sign(b"sevenfold device authentication") {
+        Ok(signature) => {
+            let hex: String = signature.iter().map(|b| format!("{b:02x}")).collect();
+            println!("{me}: signature {hex}");
+        }
+        Err(e) => println!("{me}: signing refused: {e}"),
     }
 }

@@ -68,6 +68,7 @@ fn rig(cache: &Path, storage: &Path) -> Rig {
         peripherals: Arc::new(SimulatedPeripherals::new()),
         channels: ChannelHub::new(),
         certificate: None,
+        signer: None,
         listen_ip: "127.0.0.1".parse().unwrap(),
     });
     let config = SupervisorConfig {

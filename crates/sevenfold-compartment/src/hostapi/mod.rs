@@ -41,6 +41,10 @@ pub struct HostServices {
     /// The device certificate chain (PEM) apps with `DeviceAuthentication`
     /// may read; the private key is never reachable.
     pub certificate: Option<PathBuf>,
+    /// Signs for apps with `DeviceAuthentication` with the key the device
+    /// certificate certifies (for a TLS handshake or a token the app makes);
+    /// the key stays with the host.
+    pub signer: Option<Arc<dyn DeviceSigner>>,
     /// The address listeners bind to.
     pub listen_ip: IpAddr,
 }
@@ -49,10 +53,21 @@ impl std::fmt::Debug for HostServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostServices")
             .field("certificate", &self.certificate)
+            .field("signer", &self.signer.is_some())
             .field("listen_ip", &self.listen_ip)
             .finish_non_exhaustive()
     }
 }
+
+/// Signs with the device certificate's key on an app's behalf.
+pub trait DeviceSigner: Send + Sync {
+    /// A signature over `message` (ECDSA P-256 with SHA-256, DER, for the
+    /// keys Sevenfold devices use), or why there is none.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Longest message an app may have signed in one call.
+pub const MAX_SIGNED_MESSAGE: usize = 64 * 1024;
 
 /// An open resource of one app.
 pub(crate) enum Resource {
@@ -362,6 +377,47 @@ pub(crate) fn add_to_linker(linker: &mut Linker<AppState>) -> wasmtime::Result<(
                 return abi::INVALID;
             };
             match guest::write(&memory, &mut caller, ptr, &pem) {
+                Some(()) => needed,
+                None => abi::INVALID,
+            }
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "device_sign",
+        |mut caller: Caller<'_, AppState>, msg: i32, msg_len: i32, sig: i32, sig_len: i32| {
+            if !caller.data().policy.device_authentication() {
+                return deny(
+                    &caller,
+                    Capability::DeviceAuthentication,
+                    "signing with the device key".into(),
+                );
+            }
+            let Some(signer) = caller.data().services.signer.clone() else {
+                return abi::NOT_FOUND;
+            };
+            let Some(room) = guest::address(sig_len) else {
+                return abi::INVALID;
+            };
+            let Some(memory) = guest::memory(&mut caller) else {
+                return abi::INVALID;
+            };
+            let Some(message) = guest::read(&memory, &caller, msg, msg_len, MAX_SIGNED_MESSAGE)
+            else {
+                return abi::INVALID;
+            };
+            let signature = match signer.sign(&message) {
+                Ok(signature) => signature,
+                Err(e) => {
+                    tracing::warn!(app = %caller.data().control.id(), error = %e, "device signing failed");
+                    return abi::IO;
+                }
+            };
+            let needed = i32::try_from(signature.len()).unwrap_or(i32::MAX);
+            if room < signature.len() {
+                return needed;
+            }
+            match guest::write(&memory, &mut caller, sig, &signature) {
                 Some(()) => needed,
                 None => abi::INVALID,
             }

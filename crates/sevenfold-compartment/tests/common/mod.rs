@@ -173,6 +173,7 @@ pub fn rig_in(
         peripherals: Arc::new(peripherals.clone()),
         channels: ChannelHub::new(),
         certificate,
+        signer: Some(Arc::new(TestSigner(test_signing_key()))),
         listen_ip: "127.0.0.1".parse().unwrap(),
     });
     let events = Recorder::default();
@@ -207,4 +208,23 @@ pub fn output(rig: &Rig, n: u128) -> String {
         .output(Uuid::from_u128(n))
         .unwrap()
         .join("\n")
+}
+
+/// The key the rig's host signs with for apps (the device certificate's key
+/// on a real device), the same one every call.
+pub fn test_signing_key() -> &'static sevenfold_rot::SoftwareKey {
+    static KEY: std::sync::OnceLock<sevenfold_rot::SoftwareKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        sevenfold_rot::SoftwareKey::generate(sevenfold_rot::KeyAlgorithm::EcdsaP256)
+            .unwrap()
+            .0
+    })
+}
+
+struct TestSigner(&'static sevenfold_rot::SoftwareKey);
+
+impl sevenfold_compartment::DeviceSigner for TestSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        self.0.sign(message).map_err(|e| e.to_string())
+    }
 }
