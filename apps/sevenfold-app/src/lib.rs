@@ -21,6 +21,7 @@ extern "C" {
     fn uart_open(name: *const u8, name_len: u32) -> i32;
     fn tcp_connect(host: *const u8, host_len: u32, port: u32) -> i32;
     fn tcp_listen(port: u32) -> i32;
+    fn udp_connect(host: *const u8, host_len: u32, port: u32) -> i32;
     fn tcp_accept(listener: i32) -> i32;
     fn handle_write(handle: i32, buf: *const u8, len: u32) -> i32;
     fn handle_read(handle: i32, buf: *mut u8, len: u32) -> i32;
@@ -142,6 +143,14 @@ pub fn uart(name: &str) -> Result<Handle, Error> {
 /// and `port`; both must be in the manifest's `AllowedConnections`.
 pub fn connect(host: &str, port: u16) -> Result<Handle, Error> {
     check(unsafe { tcp_connect(host.as_ptr(), host.len() as u32, u32::from(port)) })
+        .map(|h| Handle(h as i32))
+}
+
+/// A UDP socket to `host:port` (which the manifest must allow, like a TCP
+/// connection): each `write` sends one datagram there, each `read` receives
+/// one from there.
+pub fn udp(host: &str, port: u16) -> Result<Handle, Error> {
+    check(unsafe { udp_connect(host.as_ptr(), host.len() as u32, u32::from(port)) })
         .map(|h| Handle(h as i32))
 }
 

@@ -266,3 +266,53 @@ fn listening_only_on_granted_ports_and_uarts_only_when_granted() {
             )
         });
 }
+
+#[test]
+fn udp_goes_only_to_allowed_hosts() {
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = collector.local_addr().unwrap().port();
+    let other = if port == u16::MAX { port - 1 } else { port + 1 };
+    let rig = rig(test_config(), None);
+    rig.supervisor
+        .start(
+            image(
+                "telemetry",
+                manifest("telemetry-udp", 61).allowed_connections([format!("127.0.0.1:{port}")]),
+            )
+            .with_env("TELEMETRY_TARGET", format!("127.0.0.1:{port}"))
+            .with_env("TELEMETRY_PROTOCOL", "udp"),
+        )
+        .unwrap();
+    // Another port of the same host is not in the manifest.
+    rig.supervisor
+        .start(
+            image(
+                "telemetry",
+                manifest("telemetry-udp-denied", 62)
+                    .allowed_connections([format!("127.0.0.1:{port}")]),
+            )
+            .with_env("TELEMETRY_TARGET", format!("127.0.0.1:{other}"))
+            .with_env("TELEMETRY_PROTOCOL", "udp"),
+        )
+        .unwrap();
+    let mut buf = [0u8; 128];
+    for _ in 0..3 {
+        let (n, _) = collector.recv_from(&mut buf).unwrap();
+        let datagram = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(datagram.starts_with("reading "), "{datagram}");
+    }
+    rig.events
+        .wait_for(62, "denial", Duration::from_secs(30), |e| {
+            matches!(
+                e,
+                CompartmentEvent::Denied {
+                    capability: Capability::AllowedConnections,
+                    detail,
+                    ..
+                } if detail.starts_with("udp ")
+            )
+        });
+}

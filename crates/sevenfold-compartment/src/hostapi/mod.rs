@@ -14,7 +14,7 @@ pub(crate) mod peripherals;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -73,6 +73,7 @@ pub const MAX_SIGNED_MESSAGE: usize = 64 * 1024;
 pub(crate) enum Resource {
     Uart(Box<dyn UartPort>),
     Tcp(TcpStream),
+    Udp(UdpSocket),
     Listener(TcpListener),
 }
 
@@ -198,6 +199,30 @@ pub(crate) fn add_to_linker(linker: &mut Linker<AppState>) -> wasmtime::Result<(
     )?;
     linker.func_wrap(
         m,
+        "udp_connect",
+        |mut caller: Caller<'_, AppState>, ptr: i32, len: i32, port_value: u32| {
+            let (Some(host), Some(port)) = (read_str(&mut caller, ptr, len, 255), port(port_value))
+            else {
+                return abi::INVALID;
+            };
+            if !caller.data().policy.may_connect(&host, port) {
+                return deny(
+                    &caller,
+                    Capability::AllowedConnections,
+                    format!("udp {host}:{port}"),
+                );
+            }
+            match net::udp_connect(&host, port) {
+                Ok(socket) => caller.data_mut().handles.insert(Resource::Udp(socket)),
+                Err(e) => {
+                    tracing::debug!(%host, port, error = %e, "app UDP socket failed");
+                    abi::IO
+                }
+            }
+        },
+    )?;
+    linker.func_wrap(
+        m,
         "tcp_listen",
         |mut caller: Caller<'_, AppState>, port_value: u32| {
             let Some(port) = port(port_value) else {
@@ -248,6 +273,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<AppState>) -> wasmtime::Result<(
             let written = match caller.data_mut().handles.open.get_mut(&handle) {
                 Some(Resource::Uart(port)) => port.write(&data),
                 Some(Resource::Tcp(stream)) => net::write(stream, &data),
+                Some(Resource::Udp(socket)) => socket.send(&data),
                 _ => return abi::INVALID,
             };
             match written {
@@ -267,6 +293,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<AppState>) -> wasmtime::Result<(
             let read = match caller.data_mut().handles.open.get_mut(&handle) {
                 Some(Resource::Uart(port)) => port.read(&mut buf),
                 Some(Resource::Tcp(stream)) => net::read(stream, &mut buf),
+                Some(Resource::Udp(socket)) => socket.recv(&mut buf),
                 _ => return abi::INVALID,
             };
             match read {

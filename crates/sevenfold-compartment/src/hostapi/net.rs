@@ -1,9 +1,9 @@
-//! TCP for apps: the host resolves names, checks the manifest, connects and
-//! listens on the app's behalf. (WASI preview 1 has no `connect`, so this is
-//! the only network an app has.)
+//! TCP and UDP for apps: the host resolves names, checks the manifest,
+//! connects and listens on the app's behalf. (WASI preview 1 has no
+//! `connect`, so this is the only network an app has.)
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Longest a connect may take.
@@ -13,16 +13,40 @@ pub(crate) const IO_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest an accept waits.
 pub(crate) const ACCEPT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Connects to `host:port`, trying each resolved address in turn.
-pub(crate) fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+/// The addresses `host:port` names: an IP literal as written, else what the
+/// host's resolver returns.
+fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     let literal = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    let addrs: Vec<SocketAddr> = match literal.parse::<IpAddr>() {
+    Ok(match literal.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => (host, port).to_socket_addrs()?.collect(),
+    })
+}
+
+/// A UDP socket connected to `host:port` (its first resolved address), so
+/// that it sends only there and receives only from there.
+pub(crate) fn udp_connect(host: &str, port: u16) -> io::Result<UdpSocket> {
+    let addr = resolve(host, port)?.into_iter().next().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address")
+    })?;
+    let local: SocketAddr = if addr.is_ipv4() {
+        (IpAddr::from([0u8; 4]), 0).into()
+    } else {
+        (IpAddr::from([0u16; 8]), 0).into()
     };
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(addr)?;
+    socket.set_read_timeout(Some(IO_TIMEOUT))?;
+    socket.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(socket)
+}
+
+/// Connects to `host:port`, trying each resolved address in turn.
+pub(crate) fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+    let addrs = resolve(host, port)?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
