@@ -12,32 +12,7 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 use sevenfold_rot::SoftwareKey;
-use support::{cli_ok, Api, TestServer};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn sevenfold(args: &[&str]) -> Output {
-    Command::new(support::bin())
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    let out = sevenfold(&all);
-    assert!(
-        out.status.success(),
-        "sevenfold {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use support::{cli_ok, ok_json, s, sevenfold, Api, TestServer};
 
 struct Fleet {
     dir: tempfile::TempDir,

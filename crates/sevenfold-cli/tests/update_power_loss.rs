@@ -11,38 +11,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{cli_ok, TestServer};
+use support::{cli_ok, ok_json, s, sevenfold, TestServer};
 
 const BLINK: &str = "5b9a1c52-3f0b-4a39-9d7e-6f2d1c3e8a10";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn sevenfold(args: &[&str]) -> Output {
-    Command::new(support::bin())
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap()
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    let out = sevenfold(&all);
-    assert!(
-        out.status.success(),
-        "sevenfold {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn sha256(path: &Path) -> Option<String> {
     std::fs::read(path)

@@ -13,39 +13,16 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sevenfold_agent::journal::{Journal, DEFAULT_MAX_BYTES, JOURNAL_DIR};
 
+pub use crate::support::{ok_json, s, sevenfold};
+
 use crate::support::{self, cli, cli_ok, TestServer};
-
-pub fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-pub fn sevenfold(args: &[&str]) -> Output {
-    Command::new(support::bin())
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-pub fn ok_json(args: &[&str]) -> Value {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    let out = sevenfold(&all);
-    assert!(
-        out.status.success(),
-        "sevenfold {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

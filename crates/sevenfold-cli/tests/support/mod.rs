@@ -17,6 +17,34 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs the `sevenfold` binary (logging at `warn`).
+pub fn sevenfold(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// Runs `sevenfold --output json ARGS`, which must succeed, and parses its output.
+pub fn ok_json(args: &[&str]) -> Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let out = sevenfold(&all);
+    assert!(
+        out.status.success(),
+        "sevenfold {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sevenfold")

@@ -122,6 +122,29 @@ fn read_str(caller: &mut Caller<'_, AppState>, ptr: i32, len: i32, max: usize) -
     String::from_utf8(bytes).ok()
 }
 
+/// The `host:port` an app asks to reach, if the manifest's
+/// `AllowedConnections` grants it; otherwise the code to return (a bad
+/// argument, or a denial reported as `{what}{host}:{port}`).
+fn allowed_target(
+    caller: &mut Caller<'_, AppState>,
+    ptr: i32,
+    len: i32,
+    port_value: u32,
+    what: &str,
+) -> Result<(String, u16), i32> {
+    let (Some(host), Some(port)) = (read_str(caller, ptr, len, 255), port(port_value)) else {
+        return Err(abi::INVALID);
+    };
+    if !caller.data().policy.may_connect(&host, port) {
+        return Err(deny(
+            caller,
+            Capability::AllowedConnections,
+            format!("{what}{host}:{port}"),
+        ));
+    }
+    Ok((host, port))
+}
+
 fn port(value: u32) -> Option<u16> {
     u16::try_from(value).ok().filter(|p| *p != 0)
 }
@@ -177,17 +200,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<AppState>) -> wasmtime::Result<(
         m,
         "tcp_connect",
         |mut caller: Caller<'_, AppState>, ptr: i32, len: i32, port_value: u32| {
-            let (Some(host), Some(port)) = (read_str(&mut caller, ptr, len, 255), port(port_value))
-            else {
-                return abi::INVALID;
+            let (host, port) = match allowed_target(&mut caller, ptr, len, port_value, "") {
+                Ok(target) => target,
+                Err(code) => return code,
             };
-            if !caller.data().policy.may_connect(&host, port) {
-                return deny(
-                    &caller,
-                    Capability::AllowedConnections,
-                    format!("{host}:{port}"),
-                );
-            }
             match net::connect(&host, port) {
                 Ok(stream) => caller.data_mut().handles.insert(Resource::Tcp(stream)),
                 Err(e) => {
@@ -201,17 +217,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<AppState>) -> wasmtime::Result<(
         m,
         "udp_connect",
         |mut caller: Caller<'_, AppState>, ptr: i32, len: i32, port_value: u32| {
-            let (Some(host), Some(port)) = (read_str(&mut caller, ptr, len, 255), port(port_value))
-            else {
-                return abi::INVALID;
+            let (host, port) = match allowed_target(&mut caller, ptr, len, port_value, "udp ") {
+                Ok(target) => target,
+                Err(code) => return code,
             };
-            if !caller.data().policy.may_connect(&host, port) {
-                return deny(
-                    &caller,
-                    Capability::AllowedConnections,
-                    format!("udp {host}:{port}"),
-                );
-            }
             match net::udp_connect(&host, port) {
                 Ok(socket) => caller.data_mut().handles.insert(Resource::Udp(socket)),
                 Err(e) => {
