@@ -292,10 +292,7 @@ impl Store {
 
     /// [`Store::begin_write`] with the error unmapped.
     pub(crate) async fn begin_write_raw(&self) -> Result<WriteTx, sqlx::Error> {
-        let gate = match &self.write_gate {
-            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
-            None => None,
-        };
+        let gate = self.enter_write_gate().await;
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -315,10 +312,7 @@ impl Store {
     /// (its certificate was bound to its own key). Operator changes, audit
     /// entries, claims and revocations always use [`Store::begin_write`].
     pub(crate) async fn begin_write_relaxed(&self) -> Result<WriteTx, StoreError> {
-        let gate = match &self.write_gate {
-            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
-            None => None,
-        };
+        let gate = self.enter_write_gate().await;
         let tx = match (&self.relaxed, self.backend) {
             (Some(relaxed), _) => relaxed.begin_with("BEGIN IMMEDIATE").await?,
             (None, Backend::Sqlite) => self.pool.begin_with("BEGIN IMMEDIATE").await?,
@@ -331,6 +325,15 @@ impl Store {
             }
         };
         Ok(WriteTx { tx, _gate: gate })
+    }
+
+    /// Waits for this process's turn to write (SQLite; `None` on PostgreSQL,
+    /// which needs no gate).
+    async fn enter_write_gate(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
+            None => None,
+        }
     }
 
     /// The pool, for the per-concern `impl Store` blocks.
