@@ -4,11 +4,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use sevenfold_compartment::EventSink;
 use sevenfold_core::attestation::EvidenceBody;
 use sevenfold_core::report::FailureKind;
 use sevenfold_rot::{DeviceId, PublicKey, RootOfTrust};
 use time::OffsetDateTime;
 
+use crate::app_failures::{journaling_sink, CrashDetails};
 use crate::apps::AppStatusEntry;
 use crate::attest::{self, AttestError, Attestation};
 use crate::boot::{measured_boot, BootReport, RuntimeImage};
@@ -44,6 +46,8 @@ pub struct Agent {
     upload_now: tokio::sync::Notify,
     /// Records the service acknowledged since start.
     uploaded: std::sync::atomic::AtomicU64,
+    /// Whether app failure records carry crash details (the group's choice).
+    crash_details: Arc<CrashDetails>,
 }
 
 /// One attestation attempt of [`Agent::run`], and when the next one is.
@@ -110,7 +114,6 @@ impl Agent {
             "measured boot done"
         );
         Ok(Agent {
-            state,
             rot,
             tls_key,
             boot,
@@ -120,13 +123,16 @@ impl Agent {
             started: Instant::now(),
             upload_now: tokio::sync::Notify::new(),
             uploaded: std::sync::atomic::AtomicU64::new(0),
+            crash_details: Arc::new(CrashDetails::load(&state)),
+            state,
         })
     }
 
     /// Uploads every pending journal record now (one round, no retry);
     /// needs a device certificate.
     pub async fn upload_reports(&self) -> Result<reporter::UploadOutcome, AttestError> {
-        let outcome = reporter::upload_pending(&self.state, &self.journal).await?;
+        let outcome =
+            reporter::upload_pending(&self.state, &self.journal, &self.crash_details).await?;
         self.uploaded.fetch_add(
             u64::from(outcome.records),
             std::sync::atomic::Ordering::Relaxed,
@@ -159,6 +165,17 @@ impl Agent {
     /// failures through it ([`Journal::record`]); the agent uploads them.
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
+    }
+
+    /// The sink that journals the apps' failures (with crash details while
+    /// the device's group has them on).
+    pub fn app_failure_sink(&self) -> EventSink {
+        journaling_sink(
+            Arc::clone(&self.journal),
+            &self.boot,
+            &self.state,
+            Arc::clone(&self.crash_details),
+        )
     }
 
     /// The state directory.

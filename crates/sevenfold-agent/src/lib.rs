@@ -74,7 +74,7 @@ pub use agent::{
     renewal_delay, retry_delay, Agent, RunEvent, ShutdownSignals, JITTER, MAX_RENEWAL_INTERVAL,
     MAX_RETRY, MIN_RETRY,
 };
-pub use app_failures::{journaling_sink, CRASH_LOOP_RESTARTS};
+pub use app_failures::{journaling_sink, CrashDetails, CRASH_LOOP_RESTARTS, OUTPUT_TAIL_BYTES};
 pub use apps::{AppStatusEntry, Apps, APP_LOGS_DIR, APP_STORAGE_DIR, MODULE_CACHE_DIR};
 pub use attest::{build_evidence, AttestError, Attestation, EVIDENCE_PATH, NONCE_PATH};
 pub use boot::{measured_boot, BootReport, RuntimeImage, VerifiedImage, RUNTIME_NAME};

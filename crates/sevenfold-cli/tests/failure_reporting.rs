@@ -10,13 +10,13 @@
 mod failure_lab;
 mod support;
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use failure_lab::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sevenfold_agent::journal::{Journal, DEFAULT_MAX_BYTES, JOURNAL_DIR};
 
 #[test]
@@ -78,15 +78,7 @@ fn failures_reach_the_operator_once_grouped_resolvable_and_signed() {
         format!("{config}\n[reporting]\nheartbeat_interval_secs = 1\nupload_interval_secs = 1\n"),
     )
     .unwrap();
-    let agent = Running(
-        Command::new(support::bin())
-            .args(["agent", "run", "--state-dir", s(&dev1)])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let agent = Running(spawn_agent(&dev1));
     wait_for("heartbeats while offline", Duration::from_secs(30), || {
         // The agent appends concurrently: read without touching the file.
         Journal::inspect(&dev1.join(JOURNAL_DIR)).is_ok_and(|records| {
@@ -287,37 +279,48 @@ fn sigkill_during_upload_loses_nothing_and_stores_nothing_twice() {
         format!("{config}\n[reporting]\nupload_interval_secs = 1\n"),
     )
     .unwrap();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut recorded = 0usize;
-    let (mut delivered_some, mut cut_short, mut before) = (0, 0, 0usize);
-    for trial in 0..50 {
-        // Failures recorded while the agent was down (150: two batches).
-        {
-            let journal = Journal::open(&state.join(JOURNAL_DIR), DEFAULT_MAX_BYTES).unwrap();
-            for n in 0..150 {
-                let record = Journal::new_record(
-                    sevenfold_core::report::FailureKind::Trap,
-                    BLINK,
-                    "1.0.0",
-                    &format!("wasm trap at 0x{:x}: unreachable", n * 16),
-                )
-                .unwrap()
-                .with_frames(["blink::run+0x1f", "_start"]);
-                journal.record(&record).unwrap();
-            }
-            recorded += 150;
+    // Failures recorded while the agent was down (150: two batches).
+    let record_offline = || {
+        let journal = Journal::open(&state.join(JOURNAL_DIR), DEFAULT_MAX_BYTES).unwrap();
+        for n in 0..150 {
+            let record = Journal::new_record(
+                sevenfold_core::report::FailureKind::Trap,
+                BLINK,
+                "1.0.0",
+                &format!("wasm trap at 0x{:x}: unreachable", n * 16),
+            )
+            .unwrap()
+            .with_frames(["blink::run+0x1f", "_start"]);
+            journal.record(&record).unwrap();
         }
-        let mut agent = Command::new(support::bin())
-            .args(["agent", "run", "--state-dir", s(&state)])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        150
+    };
+    // How long boot, attestation and delivery take on this machine now (a
+    // loaded CI machine is several times slower than an idle one): the
+    // kills are spread over that span, so they land in every phase.
+    let mut recorded = record_offline();
+    let calibration = Running(spawn_agent(&state));
+    let started = std::time::Instant::now();
+    wait_for(
+        "the calibration run to deliver",
+        Duration::from_secs(120),
+        || {
+            let (all, delivered) = journal_ids(&state);
+            all == delivered
+        },
+    );
+    let span_ms = (started.elapsed().as_millis() as u64).clamp(500, 4000) * 5 / 4;
+    drop(calibration);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let (mut delivered_some, mut cut_short) = (0, 0);
+    let mut before = stored_ids(&lab, &id).len();
+    for trial in 0..50 {
+        recorded += record_offline();
+        let mut agent = spawn_agent(&state);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(100 + seed % 1400));
+        std::thread::sleep(Duration::from_millis(span_ms / 10 + seed % span_ms));
         agent.kill().unwrap(); // SIGKILL, anywhere in boot, attestation or upload
         agent.wait().unwrap();
         let (all, delivered) = journal_ids(&state);
@@ -349,13 +352,7 @@ fn sigkill_during_upload_loses_nothing_and_stores_nothing_twice() {
     // Fifty restarts in under a minute exhaust the device's nonce allowance
     // (20 a minute), so the agent may be told to wait before it attests
     // again; it still uploads with the certificate it holds.
-    let mut agent = Command::new(support::bin())
-        .args(["agent", "run", "--state-dir", s(&state)])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = spawn_agent(&state);
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let (all, delivered) = loop {
         let (all, delivered) = journal_ids(&state);
@@ -376,5 +373,156 @@ fn sigkill_during_upload_loses_nothing_and_stores_nothing_twice() {
     assert_eq!(
         trap["title"],
         "wasm trap at <addr>: unreachable @ blink::run+<addr>"
+    );
+}
+
+/// The hostile `trap` app: prints a line, then traps (index out of bounds).
+const TRAP: &str = "0c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5";
+
+/// Stored trap records of `device`: (frames, details) as JSON.
+fn stored_traps(lab: &Lab, device: &str) -> Vec<(Vec<String>, BTreeMap<String, String>)> {
+    query_rows(
+        lab,
+        "SELECT frames, details FROM failure_reports WHERE device_id = $1 AND kind = 'trap'",
+        device,
+    )
+    .into_iter()
+    .map(|(frames, details)| {
+        (
+            serde_json::from_str(&frames).unwrap(),
+            serde_json::from_str(&details).unwrap(),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn a_crashing_app_is_one_problem_across_devices_and_crash_details_follow_the_group() {
+    let lab = setup();
+    // The real trap app, packaged, signed and released like any other.
+    let manifest = lab.path("trap.json");
+    std::fs::write(
+        &manifest,
+        json!({
+            "SchemaVersion": 1,
+            "Name": "trap",
+            "ComponentId": TRAP,
+            "Version": "1.0.0",
+            "SecurityVersion": 1,
+            "EntryPoint": "hostile-trap.wasm",
+            "Capabilities": { "MemoryKB": 2048, "CpuPercent": 5 }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    ok_json(&[
+        "package",
+        "--manifest",
+        s(&manifest),
+        "--payload",
+        s(&Path::new(env!("SEVENFOLD_SAMPLE_WASM_DIR")).join("hostile-trap.wasm")),
+        "--key",
+        s(&lab.path("release.pem")),
+        "--out",
+        s(&lab.path("trap.imagepackage")),
+    ]);
+    lab.op(&["image", "add", s(&lab.path("trap.imagepackage"))]);
+    lab.op(&["product", "create", "gadget"]);
+    let group = lab.op(&["device-group", "show", "gadget/Field Test"]);
+    assert_eq!(group["crash_details"], false, "off by default: {group}");
+    let group = lab.op(&[
+        "device-group",
+        "update",
+        "gadget/Field Test",
+        "--crash-details",
+        "on",
+    ]);
+    assert_eq!(group["crash_details"], true, "{group}");
+
+    // Two devices in the group with crash details on, one in a group without.
+    let mut agents = Vec::new();
+    let mut devices = Vec::new();
+    for (name, group) in [
+        ("dev1", "gadget/Field Test"),
+        ("dev2", "gadget/Field Test"),
+        ("dev3", "gadget/Production"),
+    ] {
+        let (state, id) = lab.device(name);
+        ok_json(&[
+            "agent",
+            "install",
+            "--state-dir",
+            s(&state),
+            s(&lab.path("trap.imagepackage")),
+        ]);
+        lab.op(&["device", "assign", &id, "--group", group]);
+        let config = std::fs::read_to_string(state.join("agent.toml")).unwrap();
+        std::fs::write(
+            state.join("agent.toml"),
+            format!("{config}\n[reporting]\nupload_interval_secs = 1\n"),
+        )
+        .unwrap();
+        agents.push(Running(spawn_agent(&state)));
+        devices.push(id);
+    }
+    // The app crashes and is restarted with back-off on every device. The
+    // first crash may come before a device has heard its group's choice;
+    // the later ones carry the output tail where the group wants it.
+    let has_tail = |device: &str| {
+        stored_traps(&lab, device)
+            .iter()
+            .any(|(_, details)| details.contains_key("output_tail"))
+    };
+    wait_for(
+        "crashes from every device, with crash details from the first two",
+        Duration::from_secs(90),
+        || {
+            devices.iter().all(|d| !stored_traps(&lab, d).is_empty())
+                && has_tail(&devices[0])
+                && has_tail(&devices[1])
+        },
+    );
+    drop(agents);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // One problem across the three devices, counting every stored crash.
+    let stored: usize = devices.iter().map(|d| stored_traps(&lab, d).len()).sum();
+    let trap = problem_of(&lab, TRAP, "trap");
+    assert_eq!(trap["devices"], 3, "{trap}");
+    assert_eq!(trap["count"].as_u64(), Some(stored as u64), "{trap}");
+    assert_eq!(
+        problems(&lab)
+            .iter()
+            .filter(|p| p["component_id"] == TRAP && p["kind"] == "trap")
+            .count(),
+        1
+    );
+
+    // With crash details on: the app's last output and the whole backtrace.
+    let detailed = stored_traps(&lab, &devices[0]);
+    let (frames, details) = detailed
+        .iter()
+        .find(|(_, d)| d.contains_key("output_tail"))
+        .unwrap();
+    assert!(
+        details["output_tail"].contains("hostile-trap: about to fail"),
+        "{details:?}"
+    );
+    assert!(!frames.is_empty(), "a trap has a backtrace");
+    // Off: the top frames that identify the crash, nothing the app wrote.
+    for (frames, details) in stored_traps(&lab, &devices[2]) {
+        assert!(!details.contains_key("output_tail"), "{details:?}");
+        assert!(frames.len() <= sevenfold_core::report::SIGNATURE_FRAMES);
+    }
+    // The operator sees the latest occurrence in full.
+    let shown = lab.op(&["problem", "show", trap["id"].as_str().unwrap()]);
+    let latest = &shown["latest"];
+    assert!(
+        devices.iter().any(|d| latest["device_id"] == d.as_str()),
+        "{shown}"
+    );
+    assert!(
+        latest["reason"].as_str().unwrap().contains("wasm"),
+        "{shown}"
     );
 }

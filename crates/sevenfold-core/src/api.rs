@@ -152,6 +152,9 @@ pub struct UpdateGroup {
     /// 0 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_percent: Option<u8>,
+    /// Whether devices send crash details (app output tail, full backtrace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_details: Option<bool>,
 }
 
 /// A device group.
@@ -171,6 +174,10 @@ pub struct GroupInfo {
     pub runtime_feed: String,
     /// 0 to 100.
     pub rollout_percent: u8,
+    /// Whether devices send crash details (app output tail, full backtrace)
+    /// with failure reports; off by default, for privacy.
+    #[serde(default)]
+    pub crash_details: bool,
     /// When it was created.
     pub created_at: String,
 }

@@ -78,6 +78,49 @@ async fn resent_records_are_stored_once_and_grouped_across_devices() {
         let (_, devices, versions) = store.problem(&tenant, &problems[0].id).await.unwrap();
         assert_eq!(devices.len(), 5);
         assert_eq!(versions, ["1.0.0"]);
+        // The latest occurrence (dev0's, at `now`) is the problem's sample,
+        // and a later batch with an earlier record does not replace it.
+        let latest = store
+            .problem_latest(&tenant, &problems[0].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((latest.device_id.as_str(), latest.at), ("dev0", now));
+        store
+            .ingest_reports(
+                &tenant,
+                &[report("dev9", "r2", "1.0.0", now - 99)],
+                false,
+                now,
+            )
+            .await
+            .unwrap();
+        let still = store
+            .problem_latest(&tenant, &problems[0].id)
+            .await
+            .unwrap();
+        assert_eq!(still.map(|r| r.device_id), Some("dev0".to_owned()));
+        store
+            .ingest_reports(
+                &tenant,
+                &[report("dev8", "r3", "1.0.0", now + 5)],
+                false,
+                now,
+            )
+            .await
+            .unwrap();
+        let newer = store
+            .problem_latest(&tenant, &problems[0].id)
+            .await
+            .unwrap();
+        assert_eq!(newer.map(|r| r.device_id), Some("dev8".to_owned()));
+        assert_eq!(
+            store
+                .problem_latest(&tenant, "no-such-problem")
+                .await
+                .unwrap(),
+            None
+        );
         // Heartbeats are stored but are not problems and not in the report.
         let mut heartbeat = report("dev0", "hb", "1.0.0", now);
         heartbeat.kind = "heartbeat".into();
@@ -90,7 +133,7 @@ async fn resent_records_are_stored_once_and_grouped_across_devices() {
             .report_page(&tenant, 0, None, None, 100)
             .await
             .unwrap();
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 7, "the 5 failures and the 2 later ones");
         assert!(rows
             .iter()
             .all(|r| r.problem_id.as_deref() == Some(problems[0].id.as_str())));

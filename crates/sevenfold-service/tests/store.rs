@@ -431,6 +431,27 @@ both!(group_crud, |db| {
     assert_eq!(renamed.name, "Wave 1");
     assert_eq!(renamed.update_policy, UpdatePolicy::NoAppUpdates);
     assert_eq!(renamed.runtime_feed, RuntimeFeed::Evaluation);
+    assert!(!renamed.crash_details, "crash details are off by default");
+    let detailed = store
+        .update_group(
+            &acme.id,
+            &canary.id,
+            GroupUpdate {
+                crash_details: Some(true),
+                ..GroupUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(detailed.crash_details);
+    assert_eq!(detailed.name, "Wave 1", "other fields are kept");
+    assert!(
+        store
+            .group(&acme.id, &canary.id)
+            .await
+            .unwrap()
+            .crash_details
+    );
     assert_conflict(
         "rename onto an existing name",
         store

@@ -21,6 +21,7 @@ use sevenfold_core::report::{
 pub(crate) use config::ReportingFile;
 pub use config::{ReportingConfig, DEFAULT_HEARTBEAT, DEFAULT_UPLOAD_INTERVAL, MAX_JOURNAL_BYTES};
 
+use crate::app_failures::CrashDetails;
 use crate::attest::AttestError;
 use crate::boot::BootReport;
 use crate::client::ServiceClient;
@@ -42,11 +43,12 @@ pub struct UploadOutcome {
 }
 
 /// Uploads every pending record, batch by batch, with the device
-/// certificate. Without a certificate there is nothing to do yet
+/// certificate, and takes the group's crash-details choice from the answers. Without a certificate there is nothing to do yet
 /// (`Ok` with zero batches): the next attestation pass starts a new round.
 pub async fn upload_pending(
     state: &StateDir,
     journal: &Journal,
+    crash_details: &CrashDetails,
 ) -> Result<UploadOutcome, AttestError> {
     let mut outcome = UploadOutcome::default();
     if journal.pending(1, usize::MAX).is_empty() {
@@ -85,6 +87,7 @@ pub async fn upload_pending(
         journal
             .acknowledge(last_seq)
             .map_err(|e| AttestError::Local(AgentError::Journal(e)))?;
+        crash_details.set(ack.crash_details)?;
         outcome.batches += 1;
         outcome.records += count;
         outcome.duplicates += ack.duplicates;

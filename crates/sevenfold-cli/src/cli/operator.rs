@@ -238,6 +238,22 @@ impl UpdatePolicyArg {
     }
 }
 
+/// A switch given as `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+impl Switch {
+    /// Whether it is on.
+    pub(crate) fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
 /// Which runtime releases a device group follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum RuntimeFeedArg {
@@ -317,6 +333,12 @@ pub(crate) enum DeviceGroupCommand {
         /// New name.
         #[arg(long)]
         name: Option<String>,
+        /// Whether the group's devices send crash details with failure
+        /// reports: the app's output tail and full backtrace (off by
+        /// default, for privacy; off, only the top frames that identify a
+        /// failure are kept)
+        #[arg(long, value_enum, value_name = "on|off")]
+        crash_details: Option<Switch>,
         #[command(flatten)]
         settings: GroupSettings,
     },

@@ -97,6 +97,7 @@ mod tests {
             update_policy: "accept-all".into(),
             runtime_feed: "stable".into(),
             rollout_percent: 100,
+            crash_details: false,
             created_at: String::new(),
         }
     }

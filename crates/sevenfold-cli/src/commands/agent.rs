@@ -366,8 +366,7 @@ async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<Exit
         let apps = {
             let agent = std::sync::Arc::clone(&agent);
             let peripherals = peripherals.clone();
-            let sink: EventSink =
-                sevenfold_agent::journaling_sink(agent.journal().clone(), agent.boot_report());
+            let sink: EventSink = agent.app_failure_sink();
             blocking(move || {
                 Apps::start(
                     agent.state(),

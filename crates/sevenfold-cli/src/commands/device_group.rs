@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde::Serialize;
 use sevenfold_core::api::{CreateGroup, GroupInfo, ProductInfo, UpdateGroup};
 
-use crate::cli::{DeviceGroupArgs, DeviceGroupCommand, OutputMode};
+use crate::cli::{DeviceGroupArgs, DeviceGroupCommand, OutputMode, Switch};
 use crate::client::Client;
 use crate::output::{fields, success, table, Render};
 
@@ -58,6 +58,10 @@ impl Render for GroupInfo {
                 ("update policy", self.update_policy.clone()),
                 ("runtime feed", self.runtime_feed.clone()),
                 ("rollout", format!("{}%", self.rollout_percent)),
+                (
+                    "crash details",
+                    if self.crash_details { "on" } else { "off" }.to_owned(),
+                ),
                 ("created", self.created_at.clone()),
             ])
         )
@@ -145,6 +149,7 @@ pub(crate) async fn run(mode: OutputMode, args: DeviceGroupArgs) -> anyhow::Resu
         DeviceGroupCommand::Update {
             group,
             name,
+            crash_details,
             settings,
         } => {
             let body = UpdateGroup {
@@ -153,10 +158,11 @@ pub(crate) async fn run(mode: OutputMode, args: DeviceGroupArgs) -> anyhow::Resu
                 update_policy: settings.update_policy.map(|p| p.as_str().to_owned()),
                 runtime_feed: settings.runtime_feed.map(|f| f.as_str().to_owned()),
                 rollout_percent: settings.rollout_percent,
+                crash_details: crash_details.map(Switch::is_on),
             };
             anyhow::ensure!(
                 body != UpdateGroup::default(),
-                "nothing to change: pass --name, --description, --update-policy, --runtime-feed or --rollout-percent"
+                "nothing to change: pass --name, --description, --update-policy, --runtime-feed, --rollout-percent or --crash-details"
             );
             let found = client.resolve_group(&tenant, &group).await?;
             let updated: GroupInfo = client

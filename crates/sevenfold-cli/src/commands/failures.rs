@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde::Serialize;
 use sevenfold_core::report::{
     CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, ProblemDetail, ProblemPage,
-    ResolveProblem, WebhookCreated, WebhookInfo,
+    ResolveProblem, WebhookCreated, WebhookInfo, OUTPUT_TAIL_DETAIL,
 };
 
 use crate::cli::{
@@ -219,6 +219,25 @@ impl Render for ProblemDetail {
         text.push_str("Affected devices:\n");
         for d in &self.device_ids {
             text.push_str(&format!("  {d}\n"));
+        }
+        if let Some(latest) = &self.latest {
+            text.push_str(&format!(
+                "Latest occurrence: {} on {} (version {})\n  {}\n",
+                latest.at, latest.device_id, latest.component_version, latest.reason
+            ));
+            for frame in &latest.frames {
+                text.push_str(&format!("    at {frame}\n"));
+            }
+            for (key, value) in &latest.details {
+                if key == OUTPUT_TAIL_DETAIL {
+                    text.push_str("  Output (tail):\n");
+                    for line in value.lines() {
+                        text.push_str(&format!("    | {line}\n"));
+                    }
+                } else {
+                    text.push_str(&format!("  {key}: {value}\n"));
+                }
+            }
         }
         text
     }

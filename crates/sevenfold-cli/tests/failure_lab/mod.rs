@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -294,6 +294,17 @@ pub fn tamper(state: &Path) {
     std::fs::write(&image, bytes).unwrap();
 }
 
+/// Starts `agent run` on `state`, its output discarded.
+pub fn spawn_agent(state: &Path) -> Child {
+    Command::new(support::bin())
+        .args(["agent", "run", "--state-dir", s(state)])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 pub fn run_once(state: &Path) -> Output {
     sevenfold(&["agent", "run", "--state-dir", s(state), "--once"])
 }
@@ -314,6 +325,20 @@ pub fn journal_ids(state: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
 /// The device records the service stored for `device`, with how often each
 /// ID occurs (the primary key makes that 1; the test checks it anyway).
 pub fn stored_ids(lab: &Lab, device: &str) -> Vec<String> {
+    query_rows(
+        lab,
+        "SELECT record_id, '' FROM failure_reports WHERE device_id = $1 \
+         AND component_id <> 'attestation' ORDER BY record_id",
+        device,
+    )
+    .into_iter()
+    .map(|(record, _)| record)
+    .collect()
+}
+
+/// Runs a query of two text columns, bound to one parameter, on the
+/// server's SQLite database (which allows readers beside the server).
+pub fn query_rows(lab: &Lab, query: &str, param: &str) -> Vec<(String, String)> {
     let url = format!("sqlite://{}", lab.path("data/sevenfold.db").display());
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -323,17 +348,14 @@ pub fn stored_ids(lab: &Lab, device: &str) -> Vec<String> {
             use sqlx::{Connection, Row};
             sqlx::any::install_default_drivers();
             let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-            sqlx::query(
-                "SELECT record_id FROM failure_reports WHERE device_id = $1 \
-                 AND component_id <> 'attestation' ORDER BY record_id",
-            )
-            .bind(device)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>("record_id"))
-            .collect()
+            sqlx::query(sqlx::AssertSqlSafe(query.to_owned()))
+                .bind(param.to_owned())
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+                .collect()
         })
 }
 

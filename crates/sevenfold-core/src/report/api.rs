@@ -89,6 +89,30 @@ pub struct ProblemDetail {
     pub resolved_at: Option<String>,
     /// The version it was resolved in (a newer one reopens it).
     pub resolved_version: Option<String>,
+    /// Its latest occurrence in full, while retention keeps it.
+    #[serde(default)]
+    pub latest: Option<Occurrence>,
+}
+
+/// One occurrence of a problem, as the device recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Occurrence {
+    /// The device.
+    pub device_id: String,
+    /// The record's ID.
+    pub record_id: String,
+    /// When it happened (device clock).
+    pub at: String,
+    /// The component's version.
+    pub component_version: String,
+    /// The reason.
+    pub reason: String,
+    /// Backtrace frames, innermost first: the top few that identify it, or
+    /// the whole backtrace when the device's group has crash details on.
+    pub frames: Vec<String>,
+    /// Further facts; `output_tail` is the app's last output, present only
+    /// with crash details on.
+    pub details: std::collections::BTreeMap<String, String>,
 }
 
 /// A page of problems.

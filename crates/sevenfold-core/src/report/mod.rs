@@ -20,11 +20,12 @@ mod record;
 mod tests;
 
 pub use api::{
-    CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, ProblemDetail, ProblemInfo,
-    ProblemPage, ResolveProblem, WebhookCreated, WebhookInfo, WEBHOOK_EVENTS,
+    CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, Occurrence, ProblemDetail,
+    ProblemInfo, ProblemPage, ResolveProblem, WebhookCreated, WebhookInfo, WEBHOOK_EVENTS,
 };
 pub use record::{
     FailureKind, FailureRecord, RecordId, ReportAck, ReportBatch, ReportError, MAX_BATCH_LEN,
     MAX_BATCH_RECORDS, MAX_DETAILS, MAX_DETAIL_KEY_LEN, MAX_DETAIL_VALUE_LEN, MAX_FIELD_LEN,
-    MAX_FRAMES, MAX_FRAME_LEN, MAX_REASON_LEN, MAX_RECORD_LEN, REPORTS_PATH,
+    MAX_FRAMES, MAX_FRAME_LEN, MAX_REASON_LEN, MAX_RECORD_LEN, OUTPUT_TAIL_DETAIL, REPORTS_PATH,
+    SIGNATURE_FRAMES,
 };

@@ -23,6 +23,13 @@ pub const MAX_REASON_LEN: usize = 1024;
 pub const MAX_FRAMES: usize = 32;
 /// Longest frame.
 pub const MAX_FRAME_LEN: usize = 256;
+/// Frames that identify a failure: the service groups problems by the top
+/// this many (innermost first), and a device whose group has crash details
+/// off sends no more than these.
+pub const SIGNATURE_FRAMES: usize = 3;
+/// Detail key of the tail of an app's output (stdout and stderr), sent only
+/// when the device's group has crash details on.
+pub const OUTPUT_TAIL_DETAIL: &str = "output_tail";
 /// Most detail entries.
 pub const MAX_DETAILS: usize = 32;
 /// Longest detail key.
@@ -258,6 +265,16 @@ impl FailureRecord {
         self
     }
 
+    /// This record without its crash details, for a device group that has
+    /// them off (the default, for privacy): the backtrace cut to the
+    /// [`SIGNATURE_FRAMES`] that identify the failure (code locations, no
+    /// data), and no app output tail.
+    pub fn without_crash_details(mut self) -> Self {
+        self.frames.truncate(SIGNATURE_FRAMES);
+        self.details.remove(OUTPUT_TAIL_DETAIL);
+        self
+    }
+
     /// Adds a detail (ignored past [`MAX_DETAILS`]); key and value are cut to
     /// their bounds.
     pub fn with_detail(mut self, key: &str, value: impl fmt::Display) -> Self {
@@ -408,6 +425,10 @@ pub struct ReportAck {
     pub stored: u32,
     /// Records the service already had.
     pub duplicates: u32,
+    /// Whether the device's group wants crash details (the app's output
+    /// tail and full backtrace) in later records; off by default.
+    #[serde(default)]
+    pub crash_details: bool,
 }
 
 fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), ReportError> {

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use sevenfold_core::report::{
-    CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, ProblemDetail, ProblemInfo,
-    ProblemPage, ResolveProblem, WebhookCreated, WebhookInfo, WEBHOOK_EVENTS,
+    CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, Occurrence, ProblemDetail,
+    ProblemInfo, ProblemPage, ResolveProblem, WebhookCreated, WebhookInfo, WEBHOOK_EVENTS,
 };
 
 use super::error::ApiError;
@@ -184,12 +184,28 @@ pub(crate) async fn list_problems(
 
 async fn detail(state: &AppState, tenant: &str, id: &str) -> Result<ProblemDetail, ApiError> {
     let (problem, device_ids, versions) = state.store.problem(tenant, id).await?;
+    let latest = state
+        .store
+        .problem_latest(tenant, id)
+        .await?
+        .map(|r| Occurrence {
+            // Both were checked on the way in; a stored value that no longer
+            // parses shows as empty rather than hiding the occurrence.
+            frames: serde_json::from_str(&r.frames).unwrap_or_default(),
+            details: serde_json::from_str(&r.details).unwrap_or_default(),
+            at: timestamp(r.at),
+            device_id: r.device_id,
+            record_id: r.record_id,
+            component_version: r.component_version,
+            reason: r.reason,
+        });
     Ok(ProblemDetail {
         problem: problem_info(&problem),
         device_ids,
         versions,
         resolved_at: problem.resolved_at.map(timestamp),
         resolved_version: problem.resolved_version,
+        latest,
     })
 }
 

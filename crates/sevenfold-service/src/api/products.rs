@@ -24,6 +24,7 @@ pub(crate) fn group_info(g: &DeviceGroup) -> GroupInfo {
         update_policy: g.update_policy.as_str().to_owned(),
         runtime_feed: g.runtime_feed.as_str().to_owned(),
         rollout_percent: g.rollout_percent,
+        crash_details: g.crash_details,
         created_at: timestamp(g.created_at),
     }
 }
@@ -276,6 +277,7 @@ pub(crate) async fn update_group(
         update_policy: body.update_policy.as_deref().map(policy).transpose()?,
         runtime_feed: body.runtime_feed.as_deref().map(feed).transpose()?,
         rollout_percent: body.rollout_percent.map(percent).transpose()?,
+        crash_details: body.crash_details,
     };
     let updated = state.store.update_group(&tenant, &group, update).await?;
     state

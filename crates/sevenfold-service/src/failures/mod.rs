@@ -51,17 +51,32 @@ pub(crate) async fn upload(
     batch
         .validate()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // Crash details are the group's choice, and the service enforces it: a
+    // device that has not heard the group turned them off yet sends them
+    // once more, and they are not kept.
+    let crash_details = state
+        .store
+        .crash_details(&device.tenant_id, &device.device_id)
+        .await?;
+    let mut records = batch.records;
+    if !crash_details {
+        records = records
+            .into_iter()
+            .map(FailureRecord::without_crash_details)
+            .collect();
+    }
     let outcome = ingest(
         &state.store,
         &device.tenant_id,
         &device.device_id,
-        &batch.records,
+        &records,
         now,
     )
     .await?;
     Ok(Json(ReportAck {
         stored: outcome.stored,
         duplicates: outcome.duplicates,
+        crash_details,
     }))
 }
 

@@ -1,18 +1,16 @@
 //! Problem signatures: what makes two failures "the same problem".
 //!
 //! The signature is SHA-256 over the component, the kind, the normalised
-//! reason and the top [`TOP_FRAMES`] normalised frames. Normalising removes
+//! reason and the top [`SIGNATURE_FRAMES`] normalised frames. Normalising removes
 //! what differs between occurrences of one bug: hex addresses and offsets,
 //! UUIDs and long hex IDs, numbers (counts, times, line-independent PIDs)
 //! and runs of white space. So a crash at `0x7f3a…` on one device and at
 //! `0x7f12…` on another, minutes apart, is one problem.
 
-use sevenfold_core::report::FailureKind;
+use sevenfold_core::report::{FailureKind, SIGNATURE_FRAMES};
 
 use crate::store::ProblemKey;
 
-/// Frames that take part in the signature (innermost first).
-pub(crate) const TOP_FRAMES: usize = 3;
 /// Longest title kept.
 const MAX_TITLE: usize = 300;
 
@@ -111,7 +109,7 @@ pub(crate) fn problem_key(
     let reason = normalise(reason);
     let top: Vec<String> = frames
         .iter()
-        .take(TOP_FRAMES)
+        .take(SIGNATURE_FRAMES)
         .map(|f| normalise(f))
         .collect();
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);

@@ -136,6 +136,26 @@ pub struct ReportRow {
     pub problem_id: Option<String>,
 }
 
+/// One stored record in full: a problem's latest occurrence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredReport {
+    /// Device.
+    pub device_id: String,
+    /// Record ID.
+    pub record_id: String,
+    /// When it happened (ms, device clock).
+    pub at: i64,
+    /// Version of the component.
+    pub component_version: String,
+    /// Reason.
+    pub reason: String,
+    /// Backtrace frames, innermost first (JSON array as stored).
+    pub frames: String,
+    /// Further facts (JSON object as stored), the output tail among them
+    /// when the device's group has crash details on.
+    pub details: String,
+}
+
 /// Keyset position in the error report: (received_at, device_id, record_id).
 pub type ReportCursor = (i64, String, String);
 
@@ -215,6 +235,56 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The latest occurrence of a problem of `tenant_id`, if it is still
+    /// stored (retention may have purged it).
+    pub async fn problem_latest(
+        &self,
+        tenant_id: &str,
+        problem_id: &str,
+    ) -> Result<Option<StoredReport>, StoreError> {
+        let row = sqlx::query(
+            "SELECT r.device_id, r.record_id, r.at, r.component_version, r.reason, r.frames, \
+             r.details FROM problems p JOIN failure_reports r \
+             ON r.device_id = p.latest_device_id AND r.record_id = p.latest_record_id \
+             WHERE p.tenant_id = $1 AND p.id = $2 AND r.tenant_id = p.tenant_id",
+        )
+        .bind(tenant_id)
+        .bind(problem_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            Ok(StoredReport {
+                device_id: col(&row, "device_id")?,
+                record_id: col(&row, "record_id")?,
+                at: col(&row, "at")?,
+                component_version: col(&row, "component_version")?,
+                reason: col(&row, "reason")?,
+                frames: col(&row, "frames")?,
+                details: col(&row, "details")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Whether `device`'s group has crash details on (false for a device in
+    /// no group, or an unknown one: details stay off unless asked for).
+    pub async fn crash_details(
+        &self,
+        tenant_id: &str,
+        device_id: &str,
+    ) -> Result<bool, StoreError> {
+        let on: Option<i64> = sqlx::query_scalar(
+            "SELECT g.crash_details FROM devices d JOIN device_groups g \
+             ON g.tenant_id = d.tenant_id AND g.id = d.group_id \
+             WHERE d.tenant_id = $1 AND d.id = $2",
+        )
+        .bind(tenant_id)
+        .bind(device_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(on.unwrap_or(0) != 0)
     }
 
     /// Problems, most recently seen first, after the keyset `(last_seen, id)`.

@@ -22,6 +22,8 @@ struct Tally<'a> {
     first: i64,
     last: i64,
     newest: Option<&'a str>,
+    /// The record (device, record ID) that happened last.
+    latest: Option<(&'a str, &'a str)>,
     devices: BTreeSet<&'a str>,
     versions: BTreeSet<&'a str>,
 }
@@ -158,6 +160,9 @@ impl Store {
                 });
             t.count += 1;
             t.first = t.first.min(r.at);
+            if r.at >= t.last {
+                t.latest = Some((&r.device_id, &r.record_id));
+            }
             t.last = t.last.max(r.at);
             if t.newest
                 .is_none_or(|v| version_newer(&r.component_version, v))
@@ -229,17 +234,24 @@ async fn count_into(
     } else {
         last_version
     };
+    let stored_last: i64 = col(&row, "last_seen")?;
     let (first, last) = if occurrences == 0 {
         (tally.first, tally.last)
     } else {
         (
             col::<i64>(&row, "first_seen")?.min(tally.first),
-            col::<i64>(&row, "last_seen")?.max(tally.last),
+            stored_last.max(tally.last),
         )
     };
+    // The batch's latest record becomes the problem's sample unless an
+    // earlier batch held a later one (NULLs keep the stored sample).
+    let latest = tally
+        .latest
+        .filter(|_| occurrences == 0 || tally.last >= stored_last);
     sqlx::query(
         "UPDATE problems SET occurrences = occurrences + $1, first_seen = $2, last_seen = $3, \
-         last_version = $4, status = $5 WHERE id = $6",
+         last_version = $4, status = $5, latest_device_id = COALESCE($7, latest_device_id), \
+         latest_record_id = COALESCE($8, latest_record_id) WHERE id = $6",
     )
     .bind(tally.count)
     .bind(first)
@@ -247,6 +259,8 @@ async fn count_into(
     .bind(&last_version)
     .bind(status)
     .bind(id)
+    .bind(latest.map(|(device, _)| device.to_owned()))
+    .bind(latest.map(|(_, record)| record.to_owned()))
     .execute(&mut *conn)
     .await?;
     for (table, column, members) in [

@@ -80,7 +80,7 @@ pub use deployments::{
 pub use error::StoreError;
 pub use failures::{
     version_newer, IngestOutcome, NewReport, ProblemEvent, ProblemKey, ProblemRecord, ReportCursor,
-    ReportRow, DEFAULT_RETENTION_DAYS,
+    ReportRow, StoredReport, DEFAULT_RETENTION_DAYS,
 };
 use model::clamp_limit;
 pub use model::{
@@ -117,6 +117,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "failures",
         include_str!("../../migrations/0004_failures.sql"),
+    ),
+    (
+        6,
+        "crash_details",
+        include_str!("../../migrations/0006_crash_details.sql"),
     ),
 ];
 

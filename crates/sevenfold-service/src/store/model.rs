@@ -191,6 +191,9 @@ pub struct DeviceGroup {
     pub runtime_feed: RuntimeFeed,
     /// Share of the group (0..=100) new deployments reach.
     pub rollout_percent: u8,
+    /// Whether its devices send crash details (app output tail, full
+    /// backtrace) with failure reports; off by default, for privacy.
+    pub crash_details: bool,
     /// When it was created (unix ms).
     pub created_at: i64,
 }
@@ -236,6 +239,8 @@ pub struct GroupUpdate {
     pub runtime_feed: Option<RuntimeFeed>,
     /// New rollout share, 0..=100.
     pub rollout_percent: Option<u8>,
+    /// Crash details on or off.
+    pub crash_details: Option<bool>,
 }
 
 /// A manufacturer CA the server trusts to endorse device keys.

@@ -52,7 +52,7 @@ pub const DEFAULT_GROUPS: [(&str, &str, UpdatePolicy, RuntimeFeed); 5] = [
 macro_rules! group_columns {
     () => {
         "id, tenant_id, product_id, name, description, update_policy, runtime_feed, \
-         rollout_percent, created_at"
+         rollout_percent, crash_details, created_at"
     };
 }
 
@@ -81,6 +81,7 @@ fn group_from_row(row: &AnyRow) -> Result<DeviceGroup, StoreError> {
         update_policy: col_enum(row, "update_policy", UpdatePolicy::parse)?,
         runtime_feed: col_enum(row, "runtime_feed", RuntimeFeed::parse)?,
         rollout_percent,
+        crash_details: col::<i64>(row, "crash_details")? != 0,
         created_at: col(row, "created_at")?,
     })
 }
@@ -102,7 +103,7 @@ async fn insert_group(
     sqlx::query(concat!(
         "INSERT INTO device_groups (",
         group_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
     .bind(&group.id)
     .bind(&group.tenant_id)
@@ -112,6 +113,7 @@ async fn insert_group(
     .bind(group.update_policy.as_str())
     .bind(group.runtime_feed.as_str())
     .bind(i64::from(group.rollout_percent))
+    .bind(i64::from(group.crash_details))
     .bind(group.created_at)
     .execute(&mut *conn)
     .await
@@ -174,6 +176,7 @@ impl Store {
                 update_policy,
                 runtime_feed,
                 rollout_percent: 100,
+                crash_details: false,
                 created_at: now,
             };
             insert_group(&mut tx, &group).await?;
@@ -282,6 +285,7 @@ impl Store {
             update_policy: new.update_policy,
             runtime_feed: new.runtime_feed,
             rollout_percent: new.rollout_percent,
+            crash_details: false,
             created_at: now_millis(),
         };
         let mut conn = self.pool().acquire().await?;
@@ -367,7 +371,8 @@ impl Store {
                description = COALESCE($4, description), \
                update_policy = COALESCE($5, update_policy), \
                runtime_feed = COALESCE($6, runtime_feed), \
-               rollout_percent = COALESCE($7, rollout_percent) \
+               rollout_percent = COALESCE($7, rollout_percent), \
+               crash_details = COALESCE($8, crash_details) \
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant_id)
@@ -377,6 +382,7 @@ impl Store {
         .bind(update.update_policy.map(UpdatePolicy::as_str))
         .bind(update.runtime_feed.map(RuntimeFeed::as_str))
         .bind(update.rollout_percent.map(i64::from))
+        .bind(update.crash_details.map(i64::from))
         .execute(self.pool())
         .await
         .map_err(|e| {
