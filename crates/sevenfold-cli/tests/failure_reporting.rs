@@ -171,6 +171,9 @@ fn failures_reach_the_operator_once_grouped_resolvable_and_signed() {
     assert!(lines[0].starts_with("at,received_at,device_id,group_id,component_id"));
     assert_eq!(lines.len(), rows.len() + 1);
     assert!(csv.contains(&dev1_id));
+    // The whole report streams from the export; paged, it is the same.
+    let paged = lab.op(&["error-report", "--limit", "100000", "--format", "json"]);
+    assert_eq!(paged["rows"], report["rows"]);
     let limited = lab.op(&["error-report", "--limit", "2", "--format", "json"]);
     assert_eq!(limited["rows"].as_array().unwrap().len(), 2);
     // A device group filter: only dev3 is in "thermo/Field Test".

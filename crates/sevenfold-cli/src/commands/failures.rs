@@ -1,12 +1,15 @@
 //! `sevenfold error-report`, `sevenfold problem …`, `sevenfold webhook …`.
 
+use std::io::Write;
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 use reqwest::Method;
 use serde::Serialize;
 use sevenfold_core::report::{
     CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, ProblemDetail, ProblemPage,
-    ResolveProblem, WebhookCreated, WebhookInfo, OUTPUT_TAIL_DETAIL,
+    ResolveProblem, WebhookCreated, WebhookInfo, ERROR_REPORT_EXPORT, OUTPUT_TAIL_DETAIL,
 };
 
 use crate::cli::{
@@ -21,51 +24,11 @@ const REPORT_PAGE: u64 = 1000;
 /// Problems asked for per request.
 const PROBLEM_PAGE: u32 = 1000;
 
-const CSV_HEADER: [&str; 10] = [
-    "at",
-    "received_at",
-    "device_id",
-    "group_id",
-    "component_id",
-    "component_version",
-    "kind",
-    "reason",
-    "problem_id",
-    "record_id",
-];
-
-fn row_fields(r: &ErrorReportRow) -> [&str; 10] {
-    [
-        &r.at,
-        &r.received_at,
-        &r.device_id,
-        r.group_id.as_deref().unwrap_or(""),
-        &r.component_id,
-        &r.component_version,
-        &r.kind,
-        &r.reason,
-        r.problem_id.as_deref().unwrap_or(""),
-        &r.record_id,
-    ]
-}
-
-/// One CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
-}
-
 /// The report as CSV with a header row.
 fn to_csv(rows: &[ErrorReportRow]) -> String {
-    let mut out = CSV_HEADER.join(",");
-    out.push_str("\r\n");
+    let mut out = String::from(ErrorReportRow::CSV_HEADER);
     for row in rows {
-        let line: Vec<String> = row_fields(row).iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
+        row.write_csv(&mut out);
     }
     out
 }
@@ -121,6 +84,9 @@ pub(crate) async fn error_report(
         Some(g) => Some(client.resolve_group(&tenant, g).await?.id),
         None => None,
     };
+    if args.limit.is_none() && args.format != ReportFormat::Table {
+        return export_report(&client, &tenant, group.as_deref(), &args).await;
+    }
     let mut report = ErrorReportPage {
         rows: Vec::new(),
         next_cursor: None,
@@ -161,6 +127,75 @@ pub(crate) async fn error_report(
         }
         (ReportFormat::Table, OutputMode::Text) => emit(mode, &report)?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The whole report, streamed from the server's export to standard output
+/// as it arrives: CSV as sent, JSON as the `{"rows": […]}` the paged form
+/// prints, built line by line from the server's NDJSON. A download cut
+/// short is an error, never a report that looks complete.
+async fn export_report(
+    client: &Client,
+    tenant: &str,
+    group: Option<&str>,
+    args: &ErrorReportArgs,
+) -> anyhow::Result<ExitCode> {
+    let csv = args.format == ReportFormat::Csv;
+    let mut segments = vec!["tenants", tenant];
+    segments.extend(ERROR_REPORT_EXPORT.split('/'));
+    let mut url = client.url(&segments)?;
+    url.query_pairs_mut()
+        .append_pair("days", &args.days.to_string())
+        .append_pair("format", if csv { "csv" } else { "ndjson" });
+    if let Some(group) = group {
+        url.query_pairs_mut().append_pair("group", group);
+    }
+    let mut response = client
+        .send(client.request(Method::GET, url))
+        .await
+        .context("the error report export")?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut pending: Vec<u8> = Vec::new();
+    let mut rows = 0u64;
+    if !csv {
+        out.write_all(b"{\"rows\": [")?;
+    }
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .context("the error report download was cut short")?
+    {
+        if csv {
+            out.write_all(&chunk)?;
+            continue;
+        }
+        pending.extend_from_slice(&chunk);
+        let complete = pending
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let lines: Vec<u8> = pending.drain(..complete).collect();
+        for line in lines.split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            // Each line must be a row: the output is checked, not relayed.
+            let row: ErrorReportRow = serde_json::from_slice(line)
+                .context("the server sent an error report line that is not a row")?;
+            out.write_all(if rows == 0 { b"\n  " } else { b",\n  " })?;
+            serde_json::to_writer(&mut out, &row)?;
+            rows += 1;
+        }
+    }
+    anyhow::ensure!(
+        pending.is_empty(),
+        "the error report download ended inside a row"
+    );
+    if !csv {
+        out.write_all(b"\n], \"next_cursor\": null}\n")?;
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -413,10 +448,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn csv_quotes_what_needs_quoting() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    fn csv_has_a_header_and_quotes_what_needs_quoting() {
+        let row = |reason: &str| ErrorReportRow {
+            at: "t".into(),
+            received_at: "r".into(),
+            device_id: "d".into(),
+            group_id: None,
+            component_id: "c".into(),
+            component_version: "1".into(),
+            kind: "trap".into(),
+            reason: reason.into(),
+            problem_id: Some("p".into()),
+            record_id: "id".into(),
+        };
+        let csv = to_csv(&[
+            row("plain"),
+            row("a,b"),
+            row("say \"hi\""),
+            row("two\nlines"),
+        ]);
+        let lines: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(lines[0], ErrorReportRow::CSV_HEADER.trim_end());
+        assert_eq!(lines[1], "t,r,d,,c,1,trap,plain,p,id");
+        assert_eq!(lines[2], "t,r,d,,c,1,trap,\"a,b\",p,id");
+        assert_eq!(lines[3], "t,r,d,,c,1,trap,\"say \"\"hi\"\"\",p,id");
+        assert_eq!(lines[4], "t,r,d,,c,1,trap,\"two\nlines\",p,id");
     }
 }

@@ -39,6 +39,47 @@ pub struct ErrorReportRow {
     pub record_id: String,
 }
 
+impl ErrorReportRow {
+    /// The CSV form's header: the column names, in order.
+    pub const CSV_HEADER: &'static str = "at,received_at,device_id,group_id,component_id,\
+        component_version,kind,reason,problem_id,record_id\r\n";
+
+    /// Appends this row to `out` as one CSV record (RFC 4180: fields with a
+    /// comma, quote or line break quoted, lines ending in CRLF), in the
+    /// order of [`ErrorReportRow::CSV_HEADER`].
+    pub fn write_csv(&self, out: &mut String) {
+        let fields = [
+            self.at.as_str(),
+            &self.received_at,
+            &self.device_id,
+            self.group_id.as_deref().unwrap_or(""),
+            &self.component_id,
+            &self.component_version,
+            &self.kind,
+            &self.reason,
+            self.problem_id.as_deref().unwrap_or(""),
+            &self.record_id,
+        ];
+        for (i, field) in fields.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if field.contains([',', '"', '\n', '\r']) {
+                out.push('"');
+                out.push_str(&field.replace('"', "\"\""));
+                out.push('"');
+            } else {
+                out.push_str(field);
+            }
+        }
+        out.push_str("\r\n");
+    }
+}
+
+/// Path of the whole error report as one streamed download, below the
+/// tenant (`GET …/error-report/export?days=&group=&format=csv|ndjson`).
+pub const ERROR_REPORT_EXPORT: &str = "error-report/export";
+
 /// A page of the error report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorReportPage {

@@ -21,7 +21,8 @@ mod tests;
 
 pub use api::{
     CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, Occurrence, ProblemDetail,
-    ProblemInfo, ProblemPage, ResolveProblem, WebhookCreated, WebhookInfo, WEBHOOK_EVENTS,
+    ProblemInfo, ProblemPage, ResolveProblem, WebhookCreated, WebhookInfo, ERROR_REPORT_EXPORT,
+    WEBHOOK_EVENTS,
 };
 pub use record::{
     FailureKind, FailureRecord, RecordId, ReportAck, ReportBatch, ReportError, MAX_BATCH_LEN,

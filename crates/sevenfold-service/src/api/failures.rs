@@ -1,8 +1,10 @@
 //! Failure reporting for operators: the error report, problems (list, show,
 //! resolve), the retention setting and webhooks.
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use sevenfold_core::report::{
@@ -15,7 +17,7 @@ use super::extract::JsonBody;
 use super::{timestamp, AppState};
 use crate::auth::{Access, Operator};
 use crate::failures::{sync_attestation_failures, webhook};
-use crate::store::{now_millis, AuditOutcome, ProblemRecord, WebhookRecord};
+use crate::store::{now_millis, AuditOutcome, ProblemRecord, ReportRow, WebhookRecord};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -60,12 +62,7 @@ pub(crate) async fn error_report(
     operator
         .authorize(&state, &tenant, Access::Read, "error-report", &tenant)
         .await?;
-    let days = query.days.unwrap_or(14);
-    if !(1..=3650).contains(&days) {
-        return Err(ApiError::BadRequest(
-            "days must be between 1 and 3650".into(),
-        ));
-    }
+    let days = report_days(query.days)?;
     let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
     let after = match &query.cursor {
         None => None,
@@ -97,23 +94,116 @@ pub(crate) async fn error_report(
         .flatten()
         .map(|r| format!("{}.{}.{}", r.received_at, r.device_id, r.record_id));
     Ok(Json(ErrorReportPage {
-        rows: rows
-            .into_iter()
-            .map(|r| ErrorReportRow {
-                at: timestamp(r.at),
-                received_at: timestamp(r.received_at),
-                device_id: r.device_id,
-                group_id: r.group_id,
-                component_id: r.component_id,
-                component_version: r.component_version,
-                kind: r.kind,
-                reason: r.reason,
-                problem_id: r.problem_id,
-                record_id: r.record_id,
-            })
-            .collect(),
+        rows: rows.into_iter().map(report_row).collect(),
         next_cursor,
     }))
+}
+
+fn report_row(r: ReportRow) -> ErrorReportRow {
+    ErrorReportRow {
+        at: timestamp(r.at),
+        received_at: timestamp(r.received_at),
+        device_id: r.device_id,
+        group_id: r.group_id,
+        component_id: r.component_id,
+        component_version: r.component_version,
+        kind: r.kind,
+        reason: r.reason,
+        problem_id: r.problem_id,
+        record_id: r.record_id,
+    }
+}
+
+/// Query of the error report export.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    days: Option<u32>,
+    group: Option<String>,
+    format: Option<String>,
+}
+
+/// The whole error report in one download, streamed as the database reads
+/// it (no paging, no row cap): CSV with a header row, or NDJSON (one row
+/// object per line). Newest first. A failure part-way aborts the transfer,
+/// so a cut-short report never looks complete.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/error-report/export", tag = "failures",
+    params(
+        ("days" = Option<u32>, Query, description = "how far back, 1 to 3650 (default 14)"),
+        ("group" = Option<String>, Query, description = "only devices in this device group (ID)"),
+        ("format" = Option<String>, Query, description = "csv (default) or ndjson"),
+    ),
+    responses((status = 200, description = "text/csv or application/x-ndjson, streamed")))]
+pub(crate) async fn export_report(
+    State(state): State<AppState>,
+    operator: Operator,
+    Path(tenant): Path<String>,
+    Query(query): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    operator
+        .authorize(&state, &tenant, Access::Read, "error-report", &tenant)
+        .await?;
+    let days = report_days(query.days)?;
+    let csv = match query.format.as_deref() {
+        None | Some("csv") => true,
+        Some("ndjson") => false,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format must be csv or ndjson, not {other:?}"
+            )))
+        }
+    };
+    let now = now_millis();
+    sync_attestation_failures(&state.store, now).await?;
+    let rows = state.store.report_export(
+        &tenant,
+        now - i64::from(days) * DAY_MS,
+        query.group.as_deref(),
+    );
+    let header = csv.then(|| Bytes::from_static(ErrorReportRow::CSV_HEADER.as_bytes()));
+    let body = futures_util::stream::unfold((rows, header), move |(mut rows, header)| async move {
+        if let Some(header) = header {
+            return Some((Ok(header), (rows, None)));
+        }
+        let chunk = match rows.recv().await? {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                tracing::error!(error = %e, "error report export failed part-way");
+                return Some((Err(e), (rows, None)));
+            }
+        };
+        let mut out = String::with_capacity(chunk.len() * 256);
+        for row in chunk.into_iter().map(report_row) {
+            if csv {
+                row.write_csv(&mut out);
+            } else {
+                // A row of strings always serialises.
+                out.push_str(&serde_json::to_string(&row).unwrap_or_default());
+                out.push('\n');
+            }
+        }
+        Some((Ok(Bytes::from(out)), (rows, None)))
+    });
+    let content_type = if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/x-ndjson"
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn report_days(days: Option<u32>) -> Result<u32, ApiError> {
+    let days = days.unwrap_or(14);
+    if !(1..=3650).contains(&days) {
+        return Err(ApiError::BadRequest(
+            "days must be between 1 and 3650".into(),
+        ));
+    }
+    Ok(days)
 }
 
 fn problem_info(p: &ProblemRecord) -> ProblemInfo {

@@ -209,6 +209,7 @@ pub(crate) fn timestamp(ms: i64) -> String {
         deployments::resume_deployment,
         deployments::cancel_deployment,
         failures::error_report,
+        failures::export_report,
         failures::list_problems,
         failures::show_problem,
         failures::resolve_problem,
@@ -360,6 +361,10 @@ pub(crate) fn router(state: AppState) -> Router {
             post(deployments::cancel_deployment),
         )
         .route(&format!("{t}/error-report"), get(failures::error_report))
+        .route(
+            &format!("{t}/error-report/export"),
+            get(failures::export_report),
+        )
         .route(&format!("{t}/problems"), get(failures::list_problems))
         .route(
             &format!("{t}/problems/{{problem}}"),

@@ -2,7 +2,10 @@
 //! per device and record ID), grouping into problems by signature, the
 //! paged error report, resolve and regression, retention.
 
+use futures_util::StreamExt;
 use sqlx::any::AnyRow;
+use sqlx::Row;
+use tokio::sync::mpsc;
 
 use super::error::StoreError;
 use super::{col, to_count, Store};
@@ -181,37 +184,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ReportRow>, StoreError> {
         let limit = i64::from(limit.clamp(1, 10_000));
-        // The SQL is assembled from fixed pieces so that each shape gets a
-        // plan that walks the (tenant_id, received_at, device_id, record_id)
-        // index backwards; the keyset is a row-value comparison, which both
-        // PostgreSQL and SQLite match against that index.
-        let mut sql = String::from(
-            "SELECT r.device_id, r.record_id, d.group_id, r.at, r.received_at, r.component_id, \
-             r.component_version, r.kind, r.reason, r.problem_id \
-             FROM failure_reports r LEFT JOIN devices d \
-             ON d.id = r.device_id AND d.tenant_id = r.tenant_id \
-             WHERE r.tenant_id = $1 AND r.received_at >= $2 AND r.kind <> 'heartbeat'",
-        );
-        let mut next = 3;
-        if group.is_some() {
-            sql.push_str(&format!(" AND d.group_id = ${next}"));
-            next += 1;
-        }
-        if after.is_some() {
-            sql.push_str(&format!(
-                " AND (r.received_at, r.device_id, r.record_id) < (${}, ${}, ${})",
-                next,
-                next + 1,
-                next + 2
-            ));
-            next += 3;
-        }
-        sql.push_str(&format!(
-            " ORDER BY r.received_at DESC, r.device_id DESC, r.record_id DESC LIMIT ${next}"
-        ));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant_id.to_owned())
-            .bind(since);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(report_sql(
+            group.is_some(),
+            after.is_some(),
+            true,
+        )))
+        .bind(tenant_id.to_owned())
+        .bind(since);
         if let Some(group) = group {
             query = query.bind(group.to_owned());
         }
@@ -219,22 +198,58 @@ impl Store {
             query = query.bind(*at).bind(device.clone()).bind(record.clone());
         }
         let rows = query.bind(limit).fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ReportRow {
-                    device_id: col(row, "device_id")?,
-                    record_id: col(row, "record_id")?,
-                    group_id: col(row, "group_id")?,
-                    at: col(row, "at")?,
-                    received_at: col(row, "received_at")?,
-                    component_id: col(row, "component_id")?,
-                    component_version: col(row, "component_version")?,
-                    kind: col(row, "kind")?,
-                    reason: col(row, "reason")?,
-                    problem_id: col(row, "problem_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(report_row).collect()
+    }
+
+    /// The whole error report (as [`Store::report_page`] pages it), from one
+    /// query whose rows arrive in chunks of [`REPORT_CHUNK`] as they are
+    /// read, so a report of millions of rows is neither paged nor held in
+    /// memory. A task reads ahead by a few chunks; dropping the receiver
+    /// stops it. An error ends the stream.
+    pub fn report_export(
+        &self,
+        tenant_id: &str,
+        since: i64,
+        group: Option<&str>,
+    ) -> mpsc::Receiver<Result<Vec<ReportRow>, StoreError>> {
+        let (tx, rx) = mpsc::channel(4);
+        let pool = self.pool().clone();
+        let (tenant_id, group) = (tenant_id.to_owned(), group.map(str::to_owned));
+        tokio::spawn(async move {
+            let sql = report_sql(group.is_some(), false, false);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(tenant_id)
+                .bind(since);
+            if let Some(group) = group {
+                query = query.bind(group);
+            }
+            let mut rows = query.fetch(&pool);
+            let mut chunk = Vec::with_capacity(REPORT_CHUNK);
+            while let Some(row) = rows.next().await {
+                match row.map_err(StoreError::from).and_then(|r| report_row(&r)) {
+                    Ok(row) => chunk.push(row),
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+                if chunk.len() == REPORT_CHUNK
+                    && tx
+                        .send(Ok(std::mem::replace(
+                            &mut chunk,
+                            Vec::with_capacity(REPORT_CHUNK),
+                        )))
+                        .await
+                        .is_err()
+                {
+                    return; // the reader went away
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(Ok(chunk)).await;
+            }
+        });
+        rx
     }
 
     /// The latest occurrence of a problem of `tenant_id`, if it is still
@@ -517,4 +532,65 @@ pub(super) async fn problem_in(
     .await?
     .ok_or_else(|| StoreError::not_found("problem", id))?;
     problem_from_row(&row)
+}
+
+/// Rows per chunk of [`Store::report_export`].
+pub const REPORT_CHUNK: usize = 1000;
+
+/// The error report's query. Assembled from fixed pieces so that each shape
+/// gets a plan that walks the (tenant_id, received_at, device_id, record_id)
+/// index backwards; the keyset is a row-value comparison, which both
+/// PostgreSQL and SQLite match against that index. Parameters: $1 tenant,
+/// $2 since, then the group, the keyset (3) and the limit, each if asked for.
+fn report_sql(group: bool, keyset: bool, limit: bool) -> String {
+    // Column order is what `report_row` reads by index.
+    let mut sql = String::from(
+        "SELECT r.device_id, r.record_id, d.group_id, r.at, r.received_at, r.component_id, \
+         r.component_version, r.kind, r.reason, r.problem_id \
+         FROM failure_reports r LEFT JOIN devices d \
+         ON d.id = r.device_id AND d.tenant_id = r.tenant_id \
+         WHERE r.tenant_id = $1 AND r.received_at >= $2 AND r.kind <> 'heartbeat'",
+    );
+    let mut next = 3;
+    if group {
+        sql.push_str(&format!(" AND d.group_id = ${next}"));
+        next += 1;
+    }
+    if keyset {
+        sql.push_str(&format!(
+            " AND (r.received_at, r.device_id, r.record_id) < (${}, ${}, ${})",
+            next,
+            next + 1,
+            next + 2
+        ));
+        next += 3;
+    }
+    sql.push_str(" ORDER BY r.received_at DESC, r.device_id DESC, r.record_id DESC");
+    if limit {
+        sql.push_str(&format!(" LIMIT ${next}"));
+    }
+    sql
+}
+
+/// One row of [`report_sql`], read by position (a report reads millions).
+fn report_row(row: &AnyRow) -> Result<ReportRow, StoreError> {
+    fn at<'r, T>(row: &'r AnyRow, i: usize) -> Result<T, StoreError>
+    where
+        T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        row.try_get::<T, _>(i)
+            .map_err(|e| StoreError::Corrupt(format!("error report column {i}: {e}")))
+    }
+    Ok(ReportRow {
+        device_id: at(row, 0)?,
+        record_id: at(row, 1)?,
+        group_id: at(row, 2)?,
+        at: at(row, 3)?,
+        received_at: at(row, 4)?,
+        component_id: at(row, 5)?,
+        component_version: at(row, 6)?,
+        kind: at(row, 7)?,
+        reason: at(row, 8)?,
+        problem_id: at(row, 9)?,
+    })
 }

@@ -80,7 +80,7 @@ pub use deployments::{
 pub use error::StoreError;
 pub use failures::{
     version_newer, IngestOutcome, NewReport, ProblemEvent, ProblemKey, ProblemRecord, ReportCursor,
-    ReportRow, StoredReport, DEFAULT_RETENTION_DAYS,
+    ReportRow, StoredReport, DEFAULT_RETENTION_DAYS, REPORT_CHUNK,
 };
 use model::clamp_limit;
 pub use model::{
