@@ -379,6 +379,60 @@ fn sigkill_during_upload_loses_nothing_and_stores_nothing_twice() {
     );
 }
 
+#[test]
+fn a_record_the_service_refuses_is_set_aside_and_reported_not_retried_forever() {
+    let lab = setup();
+    let (state, id) = lab.device("dev1");
+    // Seven records; the fourth poses as the verifier's own record of a
+    // failed attestation, which the service refuses from a device.
+    let mut refused = String::new();
+    {
+        let journal = Journal::open(&state.join(JOURNAL_DIR), DEFAULT_MAX_BYTES).unwrap();
+        for n in 0..7 {
+            let component = if n == 3 { "attestation" } else { BLINK };
+            let record = Journal::new_record(
+                sevenfold_core::report::FailureKind::AppExit,
+                component,
+                "1.0.0",
+                &format!("exited with code {n}"),
+            )
+            .unwrap();
+            if n == 3 {
+                refused = record.id.to_string();
+            }
+            journal.record(&record).unwrap();
+        }
+    }
+    let out = run_once(&state);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Everything left the journal; the service has all but the refused one,
+    // and a notice that says what it refused and why.
+    let (all, delivered) = journal_ids(&state);
+    assert_eq!(all, delivered, "a refused record must not hold up the rest");
+    let stored = stored_ids(&lab, &id);
+    assert!(!stored.contains(&refused));
+    assert_eq!(
+        all.iter()
+            .filter(|r| !stored.contains(r))
+            .collect::<Vec<_>>(),
+        [&refused]
+    );
+    let exits = problem_of(&lab, BLINK, "app-exit");
+    assert_eq!(exits["count"], 6, "{exits}");
+    let notice = problem_of(&lab, "runtime", "records-dropped");
+    assert!(
+        notice["title"].as_str().unwrap().contains("reserved"),
+        "{notice}"
+    );
+    // The next run has nothing left to send.
+    assert!(run_once(&state).status.success());
+    assert_eq!(stored_ids(&lab, &id).len(), stored.len());
+}
+
 /// The hostile `trap` app: prints a line, then traps (index out of bounds).
 const TRAP: &str = "0c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5";
 

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use sevenfold_core::report::{
-    FailureKind, RecordId, ReportAck, ReportBatch, MAX_BATCH_LEN, MAX_BATCH_RECORDS, REPORTS_PATH,
+    FailureKind, FailureRecord, RecordId, ReportAck, ReportBatch, MAX_BATCH_LEN, MAX_BATCH_RECORDS,
+    REPORTS_PATH,
 };
 
 pub(crate) use config::ReportingFile;
@@ -40,7 +41,57 @@ pub struct UploadOutcome {
     pub records: u32,
     /// Of those, records the service already had (a resend).
     pub duplicates: u32,
+    /// Records the service refused as invalid, set aside (and reported as
+    /// dropped) so they cannot hold up the ones behind them.
+    pub refused: u32,
 }
+
+/// Whether `status` says the service will never take this content: sending
+/// it again cannot help (unlike an outage, a rate limit, or an expired or
+/// revoked certificate, which a later round may get past).
+fn refuses_content(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY
+    )
+}
+
+/// Marks a record the service refused as delivered, so the ones behind it
+/// go, and journals a `records-dropped` notice with the service's reason,
+/// so the loss itself reaches the operator. A refused notice of this kind
+/// is only logged (a notice about a notice could loop).
+fn set_aside(
+    journal: &Journal,
+    seq: u64,
+    record: &FailureRecord,
+    error: &AttestError,
+) -> Result<(), AttestError> {
+    tracing::error!(record = %record.id, kind = %record.kind, error = %error,
+        "the service refused a failure record; it is set aside");
+    journal
+        .acknowledge(seq)
+        .map_err(|e| AttestError::Local(AgentError::Journal(e)))?;
+    if record.kind == FailureKind::RecordsDropped && record.details.contains_key(REFUSED_DETAIL) {
+        return Ok(());
+    }
+    let notice = Journal::new_record(
+        FailureKind::RecordsDropped,
+        RUNTIME_COMPONENT,
+        env!("CARGO_PKG_VERSION"),
+        &format!("the service refused a {} record: {error}", record.kind),
+    )
+    .and_then(|notice| {
+        let notice = notice
+            .with_detail("count", 1)
+            .with_detail(REFUSED_DETAIL, &record.id);
+        journal.record(&notice)
+    });
+    notice.map_err(|e| AttestError::Local(AgentError::Journal(e)))?;
+    Ok(())
+}
+
+/// Detail key of a `records-dropped` notice for a refused record: its ID.
+const REFUSED_DETAIL: &str = "refused_record";
 
 /// Uploads every pending record, batch by batch, with the device
 /// certificate, and takes the group's crash-details choice from the answers. Without a certificate there is nothing to do yet
@@ -61,8 +112,12 @@ pub async fn upload_pending(
     };
     let key = state.tls_key()?;
     let client = ServiceClient::with_identity(state, &chain, &key)?;
+    // After the service refuses a batch's content, records go one by one
+    // until the one it refuses is found and set aside.
+    let mut one_by_one = false;
     loop {
-        let batch = journal.pending(MAX_BATCH_RECORDS, MAX_BATCH_LEN - BATCH_OVERHEAD);
+        let most = if one_by_one { 1 } else { MAX_BATCH_RECORDS };
+        let batch = journal.pending(most, MAX_BATCH_LEN - BATCH_OVERHEAD);
         let Some(last_seq) = batch.last().map(|(seq, _)| *seq) else {
             return Ok(outcome);
         };
@@ -73,6 +128,18 @@ pub async fn upload_pending(
         let reply = client
             .send(Method::POST, &REPORTS_PATH, Some(&body))
             .await?;
+        if refuses_content(reply.status) {
+            let error = reply.into_error();
+            match body.records.as_slice() {
+                [record] => {
+                    set_aside(journal, last_seq, record, &error)?;
+                    outcome.refused += 1;
+                    one_by_one = false;
+                }
+                _ => one_by_one = true,
+            }
+            continue;
+        }
         if reply.status != StatusCode::OK {
             return Err(reply.into_error());
         }

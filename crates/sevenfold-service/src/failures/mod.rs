@@ -51,6 +51,19 @@ pub(crate) async fn upload(
     batch
         .validate()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // The verifier's own records of failed attestations are the service's
+    // to write: a device cannot add to (or pose as) them.
+    if let Some(record) = batch
+        .records
+        .iter()
+        .find(|r| r.component_id == ATTESTATION_COMPONENT)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "record {}: component {ATTESTATION_COMPONENT:?} is reserved for the service's \
+             records of failed attestations",
+            record.id
+        )));
+    }
     // Crash details are the group's choice, and the service enforces it: a
     // device that has not heard the group turned them off yet sends them
     // once more, and they are not kept.
