@@ -40,6 +40,9 @@ mod quote;
 mod registers;
 mod root;
 pub mod soft;
+#[cfg(feature = "tpm")]
+pub mod tpm;
+mod tpm2_wire;
 
 pub use digest::{Digest, Hasher, DIGEST_LEN};
 pub use error::RotError;
@@ -50,4 +53,5 @@ pub use registers::{
 };
 pub use root::{
     CounterIndex, DeviceId, RootOfTrust, SealPolicy, MAX_COUNTER_INDEX, MAX_SEALED_LEN,
+    MAX_SIGNED_LEN,
 };
