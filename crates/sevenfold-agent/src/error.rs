@@ -91,8 +91,8 @@ pub enum AgentError {
         /// Why it is refused.
         reason: String,
     },
-    /// Only the `soft` backend exists so far.
-    #[error("root-of-trust backend {0:?} is not available in this build; use `soft`")]
+    /// The backend is unknown, or `tpm` in a build without the `tpm` feature.
+    #[error("root-of-trust backend {0:?} is not available in this build (known: soft, and tpm when built with `--features tpm`)")]
     UnsupportedRot(String),
     /// The root of trust refused or failed.
     #[error("root of trust: {0}")]

@@ -57,22 +57,10 @@ use crate::{
 
 pub use nv::{COUNTER_NV_BASE, MAX_COUNTER_STEP};
 
-/// The TCTI used when none is configured: the kernel's resource manager.
-pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
-
 const AK_PUBLIC_FILE: &str = "ak.pub";
 const AK_PRIVATE_FILE: &str = "ak.priv";
 /// Upper bound on either AK file (a P-256 public area is ~90 bytes).
 const MAX_AK_FILE_LEN: usize = 4096;
-
-/// The TCTI named by the environment, as tpm2-tools reads it:
-/// `TPM2TOOLS_TCTI`, else `TCTI`; `None` if neither is set and non-empty.
-pub fn tcti_from_env() -> Option<String> {
-    ["TPM2TOOLS_TCTI", "TCTI"]
-        .iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .find(|value| !value.trim().is_empty())
-}
 
 /// What the TPM thread holds: the ESAPI context and the loaded keys.
 pub(crate) struct TpmState {
