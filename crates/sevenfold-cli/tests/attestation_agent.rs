@@ -202,10 +202,27 @@ fn agent_attests_and_uses_its_certificate_for_mutual_tls() {
 fn agent_on_a_tpm_attests_and_uses_its_certificate_for_mutual_tls() {
     let tpm = sevenfold_rot::tpm::simulator::Swtpm::start().expect("swtpm must be installed");
     let tcti = tpm.tcti();
-    attests_and_uses_its_certificate(&["--rot", "tpm", "--tcti", &tcti], "tpm");
+    let (_fleet, state) =
+        attests_and_uses_its_certificate(&["--rot", "tpm", "--tcti", &tcti], "tpm");
+    // PCRs reset only with the platform: a second start in the same TPM
+    // power cycle is refused with the reason, not left to fail attestation.
+    let again = sevenfold(&[
+        "agent",
+        "run",
+        "--state-dir",
+        s(&state),
+        "--once",
+        "--tcti",
+        &tcti,
+    ]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("reboot"), "{err}");
 }
 
-fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) {
+/// Runs the scenario; returns the fleet (alive, so its files stay) and the
+/// device's state directory.
+fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, PathBuf) {
     let f = Fleet::start();
     let tenant = f.tenant("acme");
     let (state, id) = f.device_on("dev1", "acme", rot);
@@ -298,6 +315,7 @@ fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) {
         String::from_utf8_lossy(&refused.stderr).contains("revoked"),
         "{refused:?}"
     );
+    (f, state)
 }
 
 #[test]
