@@ -56,7 +56,7 @@ pub(crate) struct QuoteAttest<'a> {
 impl<'a> QuoteAttest<'a> {
     /// Parses a `TPMS_ATTEST` that must be a quote over SHA-256 PCRs only.
     pub(crate) fn parse(body: &'a [u8]) -> Result<QuoteAttest<'a>, RotError> {
-        let mut r = Reader(body);
+        let mut r = Reader::quote(body);
         if r.u32("magic")? != TPM_GENERATED_VALUE {
             return Err(malformed("magic is not TPM_GENERATED_VALUE"));
         }
@@ -75,7 +75,7 @@ impl<'a> QuoteAttest<'a> {
         let pcr_digest = <[u8; DIGEST_LEN]>::try_from(digest)
             .map(Digest)
             .map_err(|_| malformed(format!("pcrDigest is {} bytes, not 32", digest.len())))?;
-        if !r.0.is_empty() {
+        if !r.rest.is_empty() {
             return Err(malformed("trailing bytes after TPMS_QUOTE_INFO"));
         }
         Ok(QuoteAttest {
@@ -134,7 +134,7 @@ fn read_pcr_selection(r: &mut Reader<'_>) -> Result<Vec<RegisterIndex>, RotError
 /// Converts a marshalled ECDSA `TPMT_SIGNATURE` (SHA-256) into the ASN.1 DER
 /// `ECDSA-Sig-Value` that [`crate::PublicKey::verify`] checks.
 pub(crate) fn ecdsa_signature_to_der(tpmt_signature: &[u8]) -> Result<Vec<u8>, RotError> {
-    let mut r = Reader(tpmt_signature);
+    let mut r = Reader::quote(tpmt_signature);
     let alg = r.u16("sigAlg")?;
     if alg != TPM_ALG_ECDSA {
         return Err(malformed(format!(
@@ -149,7 +149,7 @@ pub(crate) fn ecdsa_signature_to_der(tpmt_signature: &[u8]) -> Result<Vec<u8>, R
     }
     let s_r = r.tpm2b(P256_SCALAR_LEN, "signatureR")?;
     let s_s = r.tpm2b(P256_SCALAR_LEN, "signatureS")?;
-    if !r.0.is_empty() {
+    if !r.rest.is_empty() {
         return Err(malformed("trailing bytes after TPMT_SIGNATURE"));
     }
     Ok(ecdsa_der(s_r, s_s))
@@ -185,7 +185,6 @@ fn der_unsigned_integer(bytes: &[u8]) -> Vec<u8> {
 
 /// The DER `SubjectPublicKeyInfo` of the P-256 point (`x`, `y`), each a
 /// big-endian coordinate of at most 32 bytes (a TPM may drop leading zeros).
-#[cfg_attr(not(feature = "tpm"), allow(dead_code))] // used by the TPM backend
 pub(crate) fn p256_spki(x: &[u8], y: &[u8]) -> Result<Vec<u8>, RotError> {
     // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING 04‖x‖y }
     const PREFIX: [u8; 27] = [
@@ -209,41 +208,54 @@ fn malformed(reason: impl Into<String>) -> RotError {
     RotError::MalformedQuote(reason.into())
 }
 
-/// A big-endian cursor over untrusted bytes that never panics.
-struct Reader<'a>(&'a [u8]);
+/// A big-endian cursor over untrusted TPM structures that never panics;
+/// `error` turns a description of what is wrong into the caller's error.
+pub(crate) struct Reader<'a> {
+    pub(crate) rest: &'a [u8],
+    error: fn(String) -> RotError,
+}
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], RotError> {
-        if self.0.len() < n {
-            return Err(malformed(format!("truncated {what}")));
+    /// A reader whose errors are [`RotError::MalformedQuote`].
+    fn quote(bytes: &'a [u8]) -> Reader<'a> {
+        Reader::new(bytes, RotError::MalformedQuote)
+    }
+
+    pub(crate) fn new(bytes: &'a [u8], error: fn(String) -> RotError) -> Reader<'a> {
+        Reader { rest: bytes, error }
+    }
+
+    pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], RotError> {
+        if self.rest.len() < n {
+            return Err((self.error)(format!("truncated {what}")));
         }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
         Ok(head)
     }
 
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], RotError> {
         let bytes = self.take(N, what)?;
-        <[u8; N]>::try_from(bytes).map_err(|_| malformed(format!("truncated {what}")))
+        <[u8; N]>::try_from(bytes).map_err(|_| (self.error)(format!("truncated {what}")))
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, RotError> {
+    pub(crate) fn u8(&mut self, what: &str) -> Result<u8, RotError> {
         Ok(u8::from_be_bytes(self.array(what)?))
     }
 
-    fn u16(&mut self, what: &str) -> Result<u16, RotError> {
+    pub(crate) fn u16(&mut self, what: &str) -> Result<u16, RotError> {
         Ok(u16::from_be_bytes(self.array(what)?))
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, RotError> {
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, RotError> {
         Ok(u32::from_be_bytes(self.array(what)?))
     }
 
     /// A `TPM2B_*`: a u16 size, then that many bytes (at most `max`).
-    fn tpm2b(&mut self, max: usize, what: &str) -> Result<&'a [u8], RotError> {
+    pub(crate) fn tpm2b(&mut self, max: usize, what: &str) -> Result<&'a [u8], RotError> {
         let len = usize::from(self.u16(what)?);
         if len > max {
-            return Err(malformed(format!("{what} of {len} bytes exceeds {max}")));
+            return Err((self.error)(format!("{what} of {len} bytes exceeds {max}")));
         }
         self.take(len, what)
     }

@@ -400,3 +400,93 @@ fn shared_between_threads() {
         Some(&expected)
     );
 }
+
+/// The EK certificate chains to the simulator maker's CA, and credential
+/// activation (MakeCredential here in pure Rust, ActivateCredential in the
+/// TPM) proves the attestation key shares a TPM with that EK.
+#[test]
+fn credential_activation_binds_the_attestation_key_to_the_ek() {
+    use sevenfold_rot::credential::{make_credential, AttestationKey};
+    let tpm = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let rot = TpmRoot::create(&dir.path().join("rot"), &tpm.tcti()).unwrap();
+
+    let ek_cert = dir.path().join("ek.der");
+    std::fs::write(&ek_cert, rot.endorsement_certificate().unwrap()).unwrap();
+    let ca = tpm.ca_dir();
+    let pem = dir.path().join("ek.pem");
+    let converted = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(&ek_cert)
+        .arg("-out")
+        .arg(&pem)
+        .status()
+        .unwrap();
+    assert!(converted.success());
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(ca.join("swtpm-localca-rootca-cert.pem"))
+        .arg("-untrusted")
+        .arg(ca.join("issuercert.pem"))
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // And not to some other maker's CA.
+    let foreign = simulator();
+    let refused = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(foreign.ca_dir().join("swtpm-localca-rootca-cert.pem"))
+        .arg("-untrusted")
+        .arg(foreign.ca_dir().join("issuercert.pem"))
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let ek_spki = ek_spki(&ek_cert);
+
+    let ak = AttestationKey::parse(&rot.attestation_key_public_area().unwrap()).unwrap();
+    assert_eq!(ak.public_key(), rot.device_public_key());
+    let challenge =
+        make_credential(&ek_spki, ak.name(), b"a fresh 32-byte secret, once!!!!").unwrap();
+    assert_eq!(
+        rot.activate_credential(challenge).unwrap().as_slice(),
+        b"a fresh 32-byte secret, once!!!!"
+    );
+
+    // An AK that is not in the EK's TPM: a challenge for the other TPM's AK
+    // name fails here, and the other TPM cannot answer a challenge for this EK.
+    let other_tpm = simulator();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TpmRoot::create(other_dir.path(), &other_tpm.tcti()).unwrap();
+    let other_ak = AttestationKey::parse(&other.attestation_key_public_area().unwrap()).unwrap();
+    let wrong_name = make_credential(&ek_spki, other_ak.name(), b"secret").unwrap();
+    assert!(rot.activate_credential(wrong_name).is_err());
+    let wrong_ek = make_credential(&ek_spki, other_ak.name(), b"secret").unwrap();
+    assert!(other.activate_credential(wrong_ek).is_err());
+    // A tampered challenge fails its integrity check.
+    let mut tampered = make_credential(&ek_spki, ak.name(), b"secret").unwrap();
+    let last = tampered.id_object.len() - 1;
+    tampered.id_object[last] ^= 1;
+    assert!(rot.activate_credential(tampered).is_err());
+}
+
+/// The EK's SubjectPublicKeyInfo (DER) from its certificate, via openssl.
+fn ek_spki(cert_der: &Path) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-noout", "-pubkey", "-in"])
+        .arg(cert_der)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pem::parse(&out.stdout).unwrap().into_contents()
+}

@@ -29,6 +29,7 @@
 //! platform; counters never go back. See docs/tpm.md for the PCR map, NV
 //! range and the TLS key decision.
 
+mod endorsement;
 mod nv;
 mod objects;
 mod pcr;
@@ -49,6 +50,7 @@ use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
 use zeroize::Zeroizing;
 
+use crate::credential::Credential;
 use crate::soft::fs;
 use crate::{
     tpm2_wire, CounterIndex, DeviceId, Digest, PublicKey, Quote, RegisterIndex, RegisterValues,
@@ -193,6 +195,24 @@ impl TpmRoot {
     /// The TCTI this root of trust talks to the TPM through.
     pub fn tcti(&self) -> &str {
         &self.tcti
+    }
+
+    /// The TPM maker's certificate (DER) over the RSA 2048 endorsement key,
+    /// from NV index `0x01c00002`.
+    pub fn endorsement_certificate(&self) -> Result<Vec<u8>, RotError> {
+        self.worker.call(endorsement::ek_certificate)
+    }
+
+    /// Answers a verifier's credential challenge
+    /// ([`make_credential`](crate::credential::make_credential)) with
+    /// `TPM2_ActivateCredential`: the secret comes out only if the challenge
+    /// was made for this TPM's EK and this attestation key's name.
+    pub fn activate_credential(
+        &self,
+        credential: Credential,
+    ) -> Result<Zeroizing<Vec<u8>>, RotError> {
+        self.worker
+            .call(move |s| endorsement::activate(s, &credential))
     }
 
     /// The attestation key's `TPMT_PUBLIC`, marshalled (what `tpm2_checkquote`
