@@ -9,9 +9,18 @@
 //! The binary layout of the signed body (format [`QuoteFormat::Sevenfold`]):
 //!
 //! ```text
-//! magic "SVNFQUOT" (8) | version u8 = 1 | nonce_len u8 | nonce
+//! magic ff 54 43 47 "SVNF" (8) | version u8 = 2 | nonce_len u8 | nonce
 //! | count u8 | count × register index u8 | composite digest (32)
 //! ```
+//!
+//! The magic starts with a TPM's `TPM_GENERATED_VALUE` on purpose: a TPM
+//! attestation key never signs such a body. `TPM2_Sign` with a restricted
+//! key needs a ticket that `TPM2_Hash` refuses for data starting with that
+//! value, and every structure the TPM signs itself continues with a
+//! `TPM_ST_ATTEST_*` type, never with `"SV"`. So even root on a TPM device,
+//! talking to the TPM directly, cannot make a Sevenfold-format quote with
+//! the device's key: a TPM device's registers are provable only by real
+//! `TPM2_Quote`s.
 //!
 //! A TPM 2.0 backend produces `TPMS_ATTEST` bodies instead; [`QuoteFormat`]
 //! says which, and [`Quote::verify`] dispatches on it.
@@ -21,8 +30,8 @@ use crate::{tpm2_wire, Digest, PublicKey, RegisterIndex, RegisterValues, RotErro
 /// Longest nonce a quote carries (a TPM's `TPM2B_DATA` for SHA-256 holds 64).
 pub const MAX_NONCE_LEN: usize = 64;
 
-pub(crate) const MAGIC: &[u8; 8] = b"SVNFQUOT";
-const BODY_VERSION: u8 = 1;
+const MAGIC: &[u8; 8] = &[0xff, 0x54, 0x43, 0x47, b'S', b'V', b'N', b'F'];
+const BODY_VERSION: u8 = 2;
 /// Upper bound for an encoded quote, so decoding never allocates more.
 const MAX_ENCODED_LEN: usize = 4096;
 
@@ -345,6 +354,21 @@ mod tests {
             q.verify(other.public_key(), b"nonce-1", &r),
             Err(RotError::BadSignature)
         ));
+    }
+
+    #[test]
+    fn sevenfold_bodies_are_what_no_tpm_key_signs() {
+        let body = Quote::sevenfold_body(b"n", &RegisterValues::default()).unwrap();
+        // TPM_GENERATED_VALUE: a TPM hands out no signing ticket for this data…
+        assert_eq!(
+            body[..4],
+            crate::tpm2_wire::TPM_GENERATED_VALUE.to_be_bytes()
+        );
+        // …and its own attestation types (TPM_ST_ATTEST_*) are 0x8014..=0x801a.
+        let tag = u16::from_be_bytes([body[4], body[5]]);
+        assert!(!(0x8014..=0x801a).contains(&tag));
+        // So a Sevenfold body is never a TPM quote and the reverse.
+        assert!(crate::tpm2_wire::QuoteAttest::parse(&body).is_err());
     }
 
     #[test]

@@ -18,16 +18,15 @@ pub const MAX_SEALED_LEN: usize = 128;
 pub const MAX_SIGNED_LEN: usize = 1024;
 
 /// Checks a message [`RootOfTrust::sign`] may sign: at most
-/// [`MAX_SIGNED_LEN`] bytes, and not shaped like a quote body (neither the
-/// Sevenfold quote magic nor a TPM's `TPM_GENERATED_VALUE`), so that `sign`
-/// can never be used to forge a quote. Every backend calls it first.
+/// [`MAX_SIGNED_LEN`] bytes, and not starting with a TPM's
+/// `TPM_GENERATED_VALUE`, which every quote body of either format starts
+/// with (and which a TPM itself refuses to sign as external data), so that
+/// `sign` can never be used to forge a quote. Every backend calls it first.
 pub(crate) fn check_signable(message: &[u8]) -> Result<(), RotError> {
     if message.len() > MAX_SIGNED_LEN {
         return Err(RotError::MessageTooLong(message.len()));
     }
-    if message.starts_with(crate::quote::MAGIC)
-        || message.starts_with(&crate::tpm2_wire::TPM_GENERATED_VALUE.to_be_bytes())
-    {
+    if message.starts_with(&crate::tpm2_wire::TPM_GENERATED_VALUE.to_be_bytes()) {
         return Err(RotError::QuoteLikeMessage);
     }
     Ok(())

@@ -361,7 +361,7 @@ fn sign_uses_the_attestation_key_but_never_signs_quote_shapes() {
         Err(RotError::MessageTooLong(_))
     ));
     assert!(matches!(
-        rot.sign(b"SVNFQUOT\x01forged"),
+        rot.sign(b"\xff\x54\x43\x47SVNF\x02forged"),
         Err(RotError::QuoteLikeMessage)
     ));
     assert!(matches!(

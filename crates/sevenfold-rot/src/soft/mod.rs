@@ -586,7 +586,7 @@ mod tests {
         assert!(rot.device_public_key().verify(b"csR", &sig).is_err());
         // Nothing quote-shaped or over-long is signed.
         assert!(matches!(
-            rot.sign(b"SVNFQUOT\x01 forged body"),
+            rot.sign(b"\xff\x54\x43\x47SVNF\x02 forged body"),
             Err(RotError::QuoteLikeMessage)
         ));
         assert!(matches!(
