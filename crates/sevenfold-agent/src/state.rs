@@ -25,7 +25,7 @@ use crate::{certs, fsutil, rot_backend, AgentError};
 
 /// `agent.toml`.
 pub const CONFIG_FILE: &str = "agent.toml";
-/// The `soft` root of trust's directory.
+/// The root of trust's directory (either backend).
 pub const ROT_DIR: &str = "rot";
 /// The pinned service CA.
 pub const SERVICE_CA_FILE: &str = "service-ca.pem";
@@ -224,8 +224,8 @@ impl std::fmt::Debug for TlsKey {
 ///
 /// | path | what |
 /// |---|---|
-/// | `rot/` | the `soft` root of trust's own state (device key, sealing key, counters) |
-/// | `agent.toml` | `service_url`, `device_id`, `rot = "soft"`; written last by `init` (its presence means initialised) |
+/// | `rot/` | the root of trust's own state: `soft`: device key, sealing key, counters; `tpm`: the attestation key's TPM-wrapped blobs (`ak.pub`, `ak.priv`) |
+/// | `agent.toml` | `service_url`, `device_id`, `rot = "soft"` or `"tpm"` (with the `tcti` used at `init`); written last by `init` (its presence means initialised) |
 /// | `service-ca.pem` | the Security Service's CA, pinned: the only TLS trust anchor |
 /// | `device.pub.pem` | the endorsement request: the root-of-trust public key the manufacturer signs |
 /// | `endorsement.pem` | the manufacturer's endorsement certificate over that key |
