@@ -127,15 +127,25 @@ pub struct BootReport {
 /// event, and an extend that fails stops the boot (the agent must not run
 /// with registers it cannot account for).
 ///
-/// Fails (and the agent must not go on) only if the runtime cannot be
-/// measured, a register cannot be extended, or `counters.toml` cannot be
-/// read or written; every problem with a single image is a [`BootFailure`].
+/// Fails (and the agent must not go on) only if the registers are not at
+/// their reset value ([`AgentError::RegistersNotFresh`]: a second boot in
+/// one TPM power cycle), the runtime cannot be measured, a register cannot
+/// be extended, or `counters.toml` cannot be read or written; every problem with a single image is a [`BootFailure`].
 pub fn measured_boot(
     state: &StateDir,
     rot: &dyn RootOfTrust,
     runtime: &RuntimeImage,
 ) -> Result<BootReport, AgentError> {
     let mut report = BootReport::default();
+
+    // The event log below is replayed from zero by the verifier.
+    let fresh = rot.read_registers(&[RUNTIME_REGISTER, APPLICATION_REGISTER])?;
+    if let Some((register, _)) = fresh.iter().find(|(_, value)| *value != Digest::ZERO) {
+        return Err(AgentError::RegistersNotFresh {
+            backend: rot.backend(),
+            register: register.get(),
+        });
+    }
 
     let digest = runtime.digest()?;
     rot.extend(RUNTIME_REGISTER, &digest)?;

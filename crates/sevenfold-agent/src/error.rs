@@ -91,9 +91,25 @@ pub enum AgentError {
         /// Why it is refused.
         reason: String,
     },
-    /// Only the `soft` backend exists so far.
-    #[error("root-of-trust backend {0:?} is not available in this build; use `soft`")]
+    /// The backend is unknown, or `tpm` in a build without the `tpm` feature.
+    #[error("root-of-trust backend {0:?} is not available in this build (known: soft, and tpm when built with `--features tpm`)")]
     UnsupportedRot(String),
+    /// The measurement registers already hold values when measured boot
+    /// starts: a TPM's PCRs reset only when the platform does, so a second
+    /// start of the agent in one power cycle would extend onto the first
+    /// start's measurements, whose event log is gone, and every attestation
+    /// would fail. Refused up front with the reason instead.
+    #[error(
+        "the {backend} root of trust's measurement register {register} is not at its reset value; \
+         the agent was already started since the device booted (TPM PCRs reset only at reboot): \
+         reboot the device (or power-cycle the TPM simulator) to boot and attest again"
+    )]
+    RegistersNotFresh {
+        /// The backend (`tpm`).
+        backend: &'static str,
+        /// The first register found extended.
+        register: u32,
+    },
     /// The root of trust refused or failed.
     #[error("root of trust: {0}")]
     Rot(#[from] RotError),

@@ -65,6 +65,7 @@ mod error;
 mod fsutil;
 pub mod journal;
 pub mod reporter;
+mod rot_backend;
 mod state;
 mod status;
 pub mod update;
@@ -80,6 +81,7 @@ pub use attest::{build_evidence, AttestError, Attestation, EVIDENCE_PATH, NONCE_
 pub use boot::{measured_boot, BootReport, RuntimeImage, VerifiedImage, RUNTIME_NAME};
 pub use counters::CounterMap;
 pub use error::AgentError;
+pub use rot_backend::{resolve_tcti, DEFAULT_TCTI};
 pub use state::{
     AgentConfig, InitOptions, InitReport, InstalledImage, RotBackend, StateDir, TlsKey,
     TrustedKeyReport, CONFIG_FILE, DEVICE_CERT_FILE, DEVICE_PUBLIC_KEY_FILE, ENDORSEMENT_FILE,

@@ -17,18 +17,15 @@ use sevenfold_core::package::{
     read_package, Limits, TrustedKeys, UnverifiedPackage, FILE_EXTENSION,
 };
 use sevenfold_pki::ManufacturerCa;
-use sevenfold_rot::soft::SoftRoot;
-use sevenfold_rot::{
-    DeviceId, Digest, KeyAlgorithm, PublicKey, RootOfTrust, RotError, SoftwareKey,
-};
+use sevenfold_rot::{DeviceId, Digest, KeyAlgorithm, PublicKey, RootOfTrust, SoftwareKey};
 
 use crate::counters::CounterMap;
 use crate::status::{Status, STATUS_FILE};
-use crate::{certs, fsutil, AgentError};
+use crate::{certs, fsutil, rot_backend, AgentError};
 
 /// `agent.toml`.
 pub const CONFIG_FILE: &str = "agent.toml";
-/// The `soft` root of trust's directory.
+/// The root of trust's directory (either backend).
 pub const ROT_DIR: &str = "rot";
 /// The pinned service CA.
 pub const SERVICE_CA_FILE: &str = "service-ca.pem";
@@ -62,6 +59,9 @@ const MAX_STATUS_LEN: u64 = 4 << 20;
 pub enum RotBackend {
     /// The file-backed `soft` root of trust in `rot/`.
     Soft,
+    /// A TPM 2.0 (`rot/` holds its attestation key's blobs); needs the
+    /// `tpm` feature.
+    Tpm,
 }
 
 impl RotBackend {
@@ -69,13 +69,16 @@ impl RotBackend {
     pub fn name(self) -> &'static str {
         match self {
             RotBackend::Soft => "soft",
+            RotBackend::Tpm => "tpm",
         }
     }
 
-    /// Parses [`RotBackend::name`]; `tpm` is refused until that backend exists.
+    /// Parses [`RotBackend::name`] (whether `tpm` is built in is checked
+    /// when the root of trust is opened).
     pub fn from_name(name: &str) -> Result<RotBackend, AgentError> {
         match name {
             "soft" => Ok(RotBackend::Soft),
+            "tpm" => Ok(RotBackend::Tpm),
             other => Err(AgentError::UnsupportedRot(other.to_owned())),
         }
     }
@@ -88,6 +91,9 @@ struct ConfigFile {
     service_url: String,
     device_id: String,
     rot: String,
+    /// The TPM's TCTI recorded by `init` (`rot = "tpm"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tcti: Option<String>,
     /// Failure reporting (`[reporting]`); defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reporting: Option<crate::reporter::ReportingFile>,
@@ -102,6 +108,8 @@ pub struct AgentConfig {
     pub device_id: DeviceId,
     /// Its root-of-trust backend.
     pub rot: RotBackend,
+    /// The TPM's TCTI as recorded by `init` (see [`crate::resolve_tcti`]).
+    pub tcti: Option<String>,
     /// Failure journal and upload settings.
     pub reporting: crate::reporter::ReportingConfig,
 }
@@ -117,6 +125,9 @@ pub struct InitOptions {
     pub service_ca: PathBuf,
     /// Root-of-trust backend.
     pub rot: RotBackend,
+    /// The TPM's TCTI for `RotBackend::Tpm` (else the environment or the
+    /// default; see [`crate::resolve_tcti`]); recorded in `agent.toml`.
+    pub tcti: Option<String>,
     /// A manufacturer CA directory (`ca.pem`, `ca.key`) to endorse the new
     /// device with right away (the factory step).
     pub endorse_with: Option<PathBuf>,
@@ -213,8 +224,8 @@ impl std::fmt::Debug for TlsKey {
 ///
 /// | path | what |
 /// |---|---|
-/// | `rot/` | the `soft` root of trust's own state (device key, sealing key, counters) |
-/// | `agent.toml` | `service_url`, `device_id`, `rot = "soft"`; written last by `init` (its presence means initialised) |
+/// | `rot/` | the root of trust's own state: `soft`: device key, sealing key, counters; `tpm`: the attestation key's TPM-wrapped blobs (`ak.pub`, `ak.priv`) |
+/// | `agent.toml` | `service_url`, `device_id`, `rot = "soft"` or `"tpm"` (with the `tcti` used at `init`); written last by `init` (its presence means initialised) |
 /// | `service-ca.pem` | the Security Service's CA, pinned: the only TLS trust anchor |
 /// | `device.pub.pem` | the endorsement request: the root-of-trust public key the manufacturer signs |
 /// | `endorsement.pem` | the manufacturer's endorsement certificate over that key |
@@ -228,6 +239,8 @@ impl std::fmt::Debug for TlsKey {
 pub struct StateDir {
     root: PathBuf,
     config: AgentConfig,
+    /// A TCTI given for this run (`--tcti`), over `agent.toml`'s.
+    tcti_override: Option<String>,
 }
 
 impl StateDir {
@@ -254,12 +267,16 @@ impl StateDir {
         refuse_foreign_content(&root)?;
         fsutil::create_private_dir(&root)?;
 
-        let rot = match SoftRoot::create(&root.join(ROT_DIR)) {
-            Ok(rot) => rot,
-            // An interrupted init: its identity was never configured or used.
-            Err(RotError::AlreadyInitialised(_)) => SoftRoot::open(&root.join(ROT_DIR))?,
-            Err(e) => return Err(e.into()),
+        // An interrupted init's identity (never configured or used) is reused.
+        let tcti = match options.rot {
+            RotBackend::Tpm => Some(crate::resolve_tcti(options.tcti.as_deref(), None)),
+            RotBackend::Soft => None,
         };
+        let rot = rot_backend::create(
+            options.rot,
+            &root.join(ROT_DIR),
+            tcti.as_deref().unwrap_or_default(),
+        )?;
         let device_key = rot.device_public_key().clone();
         let device_id = rot.device_id();
 
@@ -296,12 +313,14 @@ impl StateDir {
             service_url,
             device_id,
             rot: options.rot,
+            tcti: tcti.clone(),
             reporting: crate::reporter::ReportingConfig::default(),
         };
         let file = ConfigFile {
             service_url: config.service_url.to_string(),
             device_id: device_id.to_string(),
             rot: config.rot.name().to_owned(),
+            tcti,
             reporting: None,
         };
         let text = toml::to_string(&file)
@@ -318,7 +337,14 @@ impl StateDir {
             endorsement_request: root.join(DEVICE_PUBLIC_KEY_FILE),
             endorsement,
         };
-        Ok((StateDir { root, config }, report))
+        Ok((
+            StateDir {
+                root,
+                config,
+                tcti_override: None,
+            },
+            report,
+        ))
     }
 
     /// Opens an initialised state directory, refusing one whose directory,
@@ -359,8 +385,10 @@ impl StateDir {
                 service_url,
                 device_id,
                 rot,
+                tcti: file.tcti,
                 reporting,
             },
+            tcti_override: None,
         })
     }
 
@@ -384,11 +412,24 @@ impl StateDir {
         self.root.join(name)
     }
 
+    /// Uses `tcti` (e.g. from `--tcti`) for this run's TPM instead of the
+    /// environment's or `agent.toml`'s; `None` changes nothing.
+    pub fn with_tcti(mut self, tcti: Option<String>) -> StateDir {
+        if tcti.is_some() {
+            self.tcti_override = tcti;
+        }
+        self
+    }
+
+    /// The TCTI a `tpm` root of trust is reached through (see
+    /// [`crate::resolve_tcti`]).
+    pub fn tcti(&self) -> String {
+        crate::resolve_tcti(self.tcti_override.as_deref(), self.config.tcti.as_deref())
+    }
+
     /// Opens the root of trust and checks it is the device `agent.toml` names.
     pub fn open_rot(&self) -> Result<Arc<dyn RootOfTrust>, AgentError> {
-        let rot = match self.config.rot {
-            RotBackend::Soft => SoftRoot::open(&self.root.join(ROT_DIR))?,
-        };
+        let rot = rot_backend::open(self.config.rot, &self.root.join(ROT_DIR), &self.tcti())?;
         if rot.device_id() != self.config.device_id {
             return Err(AgentError::corrupt(
                 self.root.join(CONFIG_FILE),
@@ -399,7 +440,7 @@ impl StateDir {
                 ),
             ));
         }
-        Ok(Arc::new(rot))
+        Ok(rot)
     }
 
     /// Loads the TLS key (`tls-key.p8`, which must be private).

@@ -108,6 +108,7 @@ fn init_refuses_an_initialised_directory() {
         service_url: "https://127.0.0.1:8444".into(),
         service_ca: f.dir.path().join("service-ca.pem"),
         rot: RotBackend::Soft,
+        tcti: None,
         endorse_with: None,
     })
     .unwrap_err();
@@ -125,6 +126,7 @@ fn init_checks_its_arguments_before_touching_the_disk() {
         service_url: url.into(),
         service_ca: ca.to_path_buf(),
         rot: RotBackend::Soft,
+        tcti: None,
         endorse_with: None,
     };
     let ca = f.dir.path().join("service-ca.pem");
@@ -148,9 +150,23 @@ fn init_checks_its_arguments_before_touching_the_disk() {
     StateDir::init(&options("https://127.0.0.1:8444", &ca)).unwrap();
     assert_eq!(mode(&target), 0o700);
     assert!(matches!(
-        RotBackend::from_name("tpm"),
+        RotBackend::from_name("hsm"),
         Err(AgentError::UnsupportedRot(_))
     ));
+    assert_eq!(RotBackend::from_name("tpm").unwrap(), RotBackend::Tpm);
+    // A build without the `tpm` feature refuses a TPM device instead of
+    // quietly running it in software.
+    #[cfg(not(feature = "tpm"))]
+    {
+        let err = StateDir::init(&InitOptions {
+            state_dir: f.dir.path().join("tpm-device"),
+            rot: RotBackend::Tpm,
+            tcti: Some("swtpm:host=127.0.0.1,port=1".into()),
+            ..options("https://127.0.0.1:8444", &ca)
+        })
+        .unwrap_err();
+        assert!(matches!(err, AgentError::UnsupportedRot(_)), "{err}");
+    }
 }
 
 #[test]
@@ -294,6 +310,7 @@ fn an_interrupted_init_is_completed_with_the_identity_it_made() {
         service_url: "https://127.0.0.1:8444".into(),
         service_ca: f.dir.path().join("service-ca.pem"),
         rot: RotBackend::Soft,
+        tcti: None,
         endorse_with: None,
     })
     .unwrap();

@@ -106,8 +106,14 @@ impl Fleet {
 
     /// A device: factory-initialised, claimed by `tenant`, with the app installed.
     fn device(&self, name: &str, tenant: &str) -> (PathBuf, String) {
+        self.device_on(name, tenant, &[])
+    }
+
+    /// [`Fleet::device`] with a root-of-trust choice (`--rot tpm --tcti …`).
+    fn device_on(&self, name: &str, tenant: &str, rot: &[&str]) -> (PathBuf, String) {
         let state = self.path(name);
-        let init = ok_json(&[
+        let maker = self.path("maker");
+        let mut args = vec![
             "agent",
             "init",
             "--state-dir",
@@ -117,8 +123,10 @@ impl Fleet {
             "--service-ca",
             s(&self.server.ca_file),
             "--endorse-with",
-            s(&self.path("maker")),
-        ]);
+            s(&maker),
+        ];
+        args.extend_from_slice(rot);
+        let init = ok_json(&args);
         let id = init["device_id"].as_str().unwrap().to_owned();
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&state).unwrap().permissions(),
@@ -183,9 +191,46 @@ fn openssl(args: &[&str]) -> Output {
 
 #[test]
 fn agent_attests_and_uses_its_certificate_for_mutual_tls() {
+    attests_and_uses_its_certificate(&[], "soft");
+}
+
+/// The same end to end with the device key, measurements and quote in a
+/// TPM (swtpm on free loopback ports; `agent run` finds it through the TCTI
+/// `agent init` recorded).
+#[cfg(feature = "tpm")]
+#[test]
+fn agent_on_a_tpm_attests_and_uses_its_certificate_for_mutual_tls() {
+    let tpm = sevenfold_rot::tpm::simulator::Swtpm::start().expect("swtpm must be installed");
+    let tcti = tpm.tcti();
+    let (_fleet, state) =
+        attests_and_uses_its_certificate(&["--rot", "tpm", "--tcti", &tcti], "tpm");
+    // PCRs reset only with the platform: a second start in the same TPM
+    // power cycle is refused with the reason, not left to fail attestation.
+    let again = sevenfold(&[
+        "agent",
+        "run",
+        "--state-dir",
+        s(&state),
+        "--once",
+        "--tcti",
+        &tcti,
+    ]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("reboot"), "{err}");
+}
+
+/// Runs the scenario; returns the fleet (alive, so its files stay) and the
+/// device's state directory.
+fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, PathBuf) {
     let f = Fleet::start();
     let tenant = f.tenant("acme");
-    let (state, id) = f.device("dev1", "acme");
+    let (state, id) = f.device_on("dev1", "acme", rot);
+    let config = std::fs::read_to_string(state.join("agent.toml")).unwrap();
+    assert!(config.contains(&format!("rot = \"{backend}\"")), "{config}");
+    // Only the soft backend keeps a device key file; a TPM keeps blobs only it can load.
+    assert_eq!(state.join("rot/device-key.p8").exists(), backend == "soft");
+    assert_eq!(state.join("rot/ak.pub").exists(), backend == "tpm");
 
     let out = attest_once(&state);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -270,6 +315,7 @@ fn agent_attests_and_uses_its_certificate_for_mutual_tls() {
         String::from_utf8_lossy(&refused.stderr).contains("revoked"),
         "{refused:?}"
     );
+    (f, state)
 }
 
 #[test]

@@ -85,6 +85,34 @@ pub enum RotError {
         #[source]
         source: std::io::Error,
     },
+    /// A counter may rise by at most this much in one call (a TPM NV counter
+    /// moves one step per write, and NV writes wear the chip).
+    #[error(
+        "counter {index} would have to rise by {step}, more than the {max} allowed in one step"
+    )]
+    CounterStepTooLarge {
+        /// Counter index.
+        index: u32,
+        /// Requested rise.
+        step: u64,
+        /// Largest rise allowed.
+        max: u64,
+    },
+    /// The message is longer than the root of trust can sign.
+    #[error("message of {0} bytes is too long to sign (at most {max})", max = crate::MAX_SIGNED_LEN)]
+    MessageTooLong(usize),
+    /// The message looks like a structure the root of trust signs for quotes,
+    /// which `sign` must never produce.
+    #[error("refusing to sign a message that starts like a quote")]
+    QuoteLikeMessage,
+    /// The TPM (or the software stack in front of it) reported an error.
+    #[error("TPM error during {operation}: {detail}")]
+    Tpm {
+        /// What was being done.
+        operation: &'static str,
+        /// The TPM's or TSS's response.
+        detail: String,
+    },
     /// The cryptographic library reported an internal failure.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),

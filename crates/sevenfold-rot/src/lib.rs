@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod credential;
 mod digest;
 mod error;
 mod keys;
@@ -40,6 +41,9 @@ mod quote;
 mod registers;
 mod root;
 pub mod soft;
+#[cfg(feature = "tpm")]
+pub mod tpm;
+mod tpm2_wire;
 
 pub use digest::{Digest, Hasher, DIGEST_LEN};
 pub use error::RotError;
@@ -50,4 +54,5 @@ pub use registers::{
 };
 pub use root::{
     CounterIndex, DeviceId, RootOfTrust, SealPolicy, MAX_COUNTER_INDEX, MAX_SEALED_LEN,
+    MAX_SIGNED_LEN,
 };

@@ -9,20 +9,29 @@
 //! The binary layout of the signed body (format [`QuoteFormat::Sevenfold`]):
 //!
 //! ```text
-//! magic "SVNFQUOT" (8) | version u8 = 1 | nonce_len u8 | nonce
+//! magic ff 54 43 47 "SVNF" (8) | version u8 = 2 | nonce_len u8 | nonce
 //! | count u8 | count × register index u8 | composite digest (32)
 //! ```
+//!
+//! The magic starts with a TPM's `TPM_GENERATED_VALUE` on purpose: a TPM
+//! attestation key never signs such a body. `TPM2_Sign` with a restricted
+//! key needs a ticket that `TPM2_Hash` refuses for data starting with that
+//! value, and every structure the TPM signs itself continues with a
+//! `TPM_ST_ATTEST_*` type, never with `"SV"`. So even root on a TPM device,
+//! talking to the TPM directly, cannot make a Sevenfold-format quote with
+//! the device's key: a TPM device's registers are provable only by real
+//! `TPM2_Quote`s.
 //!
 //! A TPM 2.0 backend produces `TPMS_ATTEST` bodies instead; [`QuoteFormat`]
 //! says which, and [`Quote::verify`] dispatches on it.
 
-use crate::{Digest, PublicKey, RegisterIndex, RegisterValues, RotError, DIGEST_LEN};
+use crate::{tpm2_wire, Digest, PublicKey, RegisterIndex, RegisterValues, RotError, DIGEST_LEN};
 
 /// Longest nonce a quote carries (a TPM's `TPM2B_DATA` for SHA-256 holds 64).
 pub const MAX_NONCE_LEN: usize = 64;
 
-const MAGIC: &[u8; 8] = b"SVNFQUOT";
-const BODY_VERSION: u8 = 1;
+const MAGIC: &[u8; 8] = &[0xff, 0x54, 0x43, 0x47, b'S', b'V', b'N', b'F'];
+const BODY_VERSION: u8 = 2;
 /// Upper bound for an encoded quote, so decoding never allocates more.
 const MAX_ENCODED_LEN: usize = 4096;
 
@@ -39,18 +48,24 @@ pub fn random_nonce() -> Result<[u8; 32], RotError> {
 pub enum QuoteFormat {
     /// Sevenfold's own layout, produced by the `soft` root of trust.
     Sevenfold,
+    /// A TPM 2.0 quote: the body is the `TPMS_ATTEST` the TPM signed, the
+    /// signature its marshalled ECDSA `TPMT_SIGNATURE` (produced by the `tpm`
+    /// root of trust, checked by the pure-Rust parser in `tpm2_wire`).
+    Tpm2,
 }
 
 impl QuoteFormat {
     fn code(self) -> u8 {
         match self {
             QuoteFormat::Sevenfold => 1,
+            QuoteFormat::Tpm2 => 2,
         }
     }
 
     fn from_code(code: u8) -> Option<QuoteFormat> {
         match code {
             1 => Some(QuoteFormat::Sevenfold),
+            2 => Some(QuoteFormat::Tpm2),
             _ => None,
         }
     }
@@ -121,20 +136,30 @@ impl Quote {
         expected_nonce: &[u8],
         claimed: &RegisterValues,
     ) -> Result<(), RotError> {
-        device_key.verify(&self.body, &self.signature)?;
         match self.format {
             QuoteFormat::Sevenfold => {
+                device_key.verify(&self.body, &self.signature)?;
                 let parsed = SevenfoldBody::parse(&self.body)?;
-                if parsed.nonce != expected_nonce {
-                    return Err(RotError::NonceMismatch);
-                }
-                if !parsed.indices.iter().copied().eq(claimed.indices()) {
-                    return Err(RotError::RegisterDigestMismatch);
-                }
-                if parsed.digest != claimed.composite_digest() {
-                    return Err(RotError::RegisterDigestMismatch);
-                }
-                Ok(())
+                check_claims(
+                    parsed.nonce,
+                    &parsed.indices,
+                    &parsed.digest,
+                    expected_nonce,
+                    claimed,
+                )
+            }
+            QuoteFormat::Tpm2 => {
+                // The signature is checked first: nothing of an unsigned body is trusted.
+                let der = tpm2_wire::ecdsa_signature_to_der(&self.signature)?;
+                device_key.verify(&self.body, &der)?;
+                let parsed = tpm2_wire::QuoteAttest::parse(&self.body)?;
+                check_claims(
+                    parsed.extra_data,
+                    &parsed.selection,
+                    &parsed.pcr_digest,
+                    expected_nonce,
+                    claimed,
+                )
             }
         }
     }
@@ -179,6 +204,28 @@ impl Quote {
             signature,
         })
     }
+}
+
+/// The checks every quote format shares once its signature verified: the
+/// signed nonce is the expected one, the signed selection is exactly the
+/// claimed registers, and the signed digest is theirs.
+fn check_claims(
+    signed_nonce: &[u8],
+    signed_selection: &[RegisterIndex],
+    signed_digest: &Digest,
+    expected_nonce: &[u8],
+    claimed: &RegisterValues,
+) -> Result<(), RotError> {
+    if signed_nonce != expected_nonce {
+        return Err(RotError::NonceMismatch);
+    }
+    if !signed_selection.iter().copied().eq(claimed.indices()) {
+        return Err(RotError::RegisterDigestMismatch);
+    }
+    if *signed_digest != claimed.composite_digest() {
+        return Err(RotError::RegisterDigestMismatch);
+    }
+    Ok(())
 }
 
 struct SevenfoldBody<'a> {
@@ -310,11 +357,101 @@ mod tests {
     }
 
     #[test]
+    fn sevenfold_bodies_are_what_no_tpm_key_signs() {
+        let body = Quote::sevenfold_body(b"n", &RegisterValues::default()).unwrap();
+        // TPM_GENERATED_VALUE: a TPM hands out no signing ticket for this data…
+        assert_eq!(
+            body[..4],
+            crate::tpm2_wire::TPM_GENERATED_VALUE.to_be_bytes()
+        );
+        // …and its own attestation types (TPM_ST_ATTEST_*) are 0x8014..=0x801a.
+        let tag = u16::from_be_bytes([body[4], body[5]]);
+        assert!(!(0x8014..=0x801a).contains(&tag));
+        // So a Sevenfold body is never a TPM quote and the reverse.
+        assert!(crate::tpm2_wire::QuoteAttest::parse(&body).is_err());
+    }
+
+    #[test]
     fn oversized_nonce_is_refused() {
         assert!(matches!(
             Quote::sevenfold_body(&[0; MAX_NONCE_LEN + 1], &RegisterValues::default()),
             Err(RotError::NonceTooLong(65))
         ));
+    }
+
+    /// A TPM-style quote signed by a software P-256 key: the attest body
+    /// and a marshalled `TPMT_SIGNATURE`, as a TPM returns them.
+    fn tpm2_signed(pkcs8: &[u8], body: Vec<u8>) -> Quote {
+        use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).unwrap();
+        let rs = key
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), &body)
+            .unwrap();
+        let (r, s) = rs.as_ref().split_at(32);
+        let mut sig = vec![0x00, 0x18, 0x00, 0x0b, 0x00, 0x20];
+        sig.extend_from_slice(r);
+        sig.extend_from_slice(&[0x00, 0x20]);
+        sig.extend_from_slice(s);
+        Quote::from_parts(QuoteFormat::Tpm2, body, sig)
+    }
+
+    #[test]
+    fn tpm2_quote_verifies_through_the_same_path() {
+        use crate::tpm2_wire::tests::attest;
+        let (key, pkcs8) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let (other, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let r = regs(&[(14, b"runtime"), (15, b"apps")]);
+        let digest = r.composite_digest();
+        let body = attest(b"nonce-1", &[(0x000b, &[0, 0xc0, 0])], digest.as_bytes());
+        let q = tpm2_signed(&pkcs8, body.clone());
+        q.verify(key.public_key(), b"nonce-1", &r).unwrap();
+        let decoded = Quote::from_bytes(&q.to_bytes()).unwrap();
+        assert_eq!(decoded.format(), QuoteFormat::Tpm2);
+        decoded.verify(key.public_key(), b"nonce-1", &r).unwrap();
+
+        assert!(matches!(
+            q.verify(key.public_key(), b"nonce-2", &r),
+            Err(RotError::NonceMismatch)
+        ));
+        assert!(matches!(
+            q.verify(
+                key.public_key(),
+                b"nonce-1",
+                &regs(&[(14, b"runtime"), (15, b"evil")])
+            ),
+            Err(RotError::RegisterDigestMismatch)
+        ));
+        assert!(matches!(
+            q.verify(key.public_key(), b"nonce-1", &regs(&[(14, b"runtime")])),
+            Err(RotError::RegisterDigestMismatch)
+        ));
+        assert!(matches!(
+            q.verify(other.public_key(), b"nonce-1", &r),
+            Err(RotError::BadSignature)
+        ));
+        // A body changed after signing fails the signature, whatever it says.
+        let mut tampered = body.clone();
+        tampered[12] ^= 1;
+        let forged = Quote::from_parts(QuoteFormat::Tpm2, tampered, q.signature().to_vec());
+        assert!(matches!(
+            forged.verify(key.public_key(), b"nonce-1", &r),
+            Err(RotError::BadSignature)
+        ));
+        // A validly signed body that is not a quote is malformed.
+        let mut certify = body;
+        certify[5] = 0x17;
+        assert!(matches!(
+            tpm2_signed(&pkcs8, certify).verify(key.public_key(), b"nonce-1", &r),
+            Err(RotError::MalformedQuote(_))
+        ));
+        // A Sevenfold-format signature is not a TPMT_SIGNATURE.
+        let soft = signed(&key, b"nonce-1", &r);
+        let mixed = Quote::from_parts(
+            QuoteFormat::Tpm2,
+            q.body().to_vec(),
+            soft.signature().to_vec(),
+        );
+        assert!(mixed.verify(key.public_key(), b"nonce-1", &r).is_err());
     }
 
     proptest::proptest! {

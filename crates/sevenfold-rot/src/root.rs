@@ -11,6 +11,27 @@ use crate::{Digest, PublicKey, Quote, RegisterIndex, RegisterValues, RotError};
 /// of `TPM2B_SENSITIVE_DATA`; larger secrets are sealed as a key that wraps them).
 pub const MAX_SEALED_LEN: usize = 128;
 
+/// Longest message [`RootOfTrust::sign`] accepts. A TPM's restricted
+/// attestation key signs only digests the TPM made itself (`TPM2_Hash` hands
+/// out the ticket `TPM2_Sign` needs), and `TPM2_Hash` takes at most
+/// `MAX_DIGEST_BUFFER` = 1024 bytes; every backend keeps the same limit.
+pub const MAX_SIGNED_LEN: usize = 1024;
+
+/// Checks a message [`RootOfTrust::sign`] may sign: at most
+/// [`MAX_SIGNED_LEN`] bytes, and not starting with a TPM's
+/// `TPM_GENERATED_VALUE`, which every quote body of either format starts
+/// with (and which a TPM itself refuses to sign as external data), so that
+/// `sign` can never be used to forge a quote. Every backend calls it first.
+pub(crate) fn check_signable(message: &[u8]) -> Result<(), RotError> {
+    if message.len() > MAX_SIGNED_LEN {
+        return Err(RotError::MessageTooLong(message.len()));
+    }
+    if message.starts_with(&crate::tpm2_wire::TPM_GENERATED_VALUE.to_be_bytes()) {
+        return Err(RotError::QuoteLikeMessage);
+    }
+    Ok(())
+}
+
 /// Highest counter index (a TPM maps each to one NV index in a fixed range).
 pub const MAX_COUNTER_INDEX: u32 = 0xFFFF;
 
@@ -103,6 +124,11 @@ pub trait RootOfTrust: Send + Sync {
 
     /// Signs `message` with the device key (for certificate requests and
     /// proofs of possession; quotes go through [`RootOfTrust::quote`]).
+    ///
+    /// Refuses messages longer than [`MAX_SIGNED_LEN`]
+    /// ([`RotError::MessageTooLong`]) and messages that begin like a quote
+    /// body ([`RotError::QuoteLikeMessage`]): a signature from `sign` must
+    /// never pass as a quote.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, RotError>;
 
     /// Extends `measurement` into `register`; returns the register's new value.

@@ -300,6 +300,7 @@ mod tests {
             service_url: "https://127.0.0.1:1".into(),
             service_ca: ca,
             rot: crate::RotBackend::Soft,
+            tcti: None,
             endorse_with: None,
         })
         .unwrap();

@@ -49,6 +49,7 @@ impl Fixture {
             service_url: "https://127.0.0.1:8444".into(),
             service_ca: dir.path().join("service-ca.pem"),
             rot: RotBackend::Soft,
+            tcti: None,
             endorse_with: endorse.then_some(maker),
         })
         .unwrap();

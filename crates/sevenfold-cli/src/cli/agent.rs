@@ -15,6 +15,12 @@ pub(crate) struct StateDirArg {
         default_value = "/var/lib/sevenfold"
     )]
     pub(crate) state_dir: PathBuf,
+    /// The TPM to use with `--rot tpm`, as a TCTI: `device:/dev/tpmrm0` on a
+    /// board, `swtpm:host=127.0.0.1,port=2321` for a simulator. Default: the
+    /// `TPM2TOOLS_TCTI` or `TCTI` environment variable, else what `agent
+    /// init` recorded, else `device:/dev/tpmrm0`.
+    #[arg(long, value_name = "TCTI")]
+    pub(crate) tcti: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +78,9 @@ pub(crate) enum AgentCommand {
 pub(crate) enum RotArg {
     /// File-backed, for development and boards without a TPM.
     Soft,
+    /// A TPM 2.0 chip or simulator (see `--tcti`); needs a build with
+    /// `--features tpm`.
+    Tpm,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 //! device runtime, over `sevenfold-agent`.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use sevenfold_compartment::{
 use tracing_subscriber::EnvFilter;
 
 use super::agent_update;
-use crate::cli::{AgentCommand, AgentRunArgs, OutputMode, PeripheralsArg, RotArg};
+use crate::cli::{AgentCommand, AgentRunArgs, OutputMode, PeripheralsArg, RotArg, StateDirArg};
 use crate::files;
 use crate::output::{fields, or_dash, success, Render};
 
@@ -237,7 +237,9 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
                 service_ca: args.service_ca.clone(),
                 rot: match args.rot {
                     RotArg::Soft => RotBackend::Soft,
+                    RotArg::Tpm => RotBackend::Tpm,
                 },
+                tcti: args.state.tcti.clone(),
                 endorse_with: args.endorse_with.clone(),
             };
             let (_, report) = blocking(move || StateDir::init(&options))
@@ -254,7 +256,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             )
         }
         AgentCommand::Endorse(args) => {
-            let state = open(&args.state.state_dir)?;
+            let state = open(&args.state)?;
             let pem = files::read_text(&args.certificate)?;
             let path = state
                 .endorse(&pem)
@@ -268,7 +270,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             )
         }
         AgentCommand::TrustKey(args) => {
-            let state = open(&args.state.state_dir)?;
+            let state = open(&args.state)?;
             let pem = files::read_text(&args.key)?;
             let trusted = state.trust_key(&pem, &args.key)?;
             success(
@@ -281,7 +283,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             )
         }
         AgentCommand::Install(args) => {
-            let state = open(&args.state.state_dir)?;
+            let state = open(&args.state)?;
             let package = args.package.clone();
             let installed = blocking(move || state.install(&package)).await??;
             success(
@@ -298,9 +300,9 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             )
         }
         AgentCommand::Run(args) => run_agent(mode, &args).await,
-        AgentCommand::Update(args) => agent_update::update_now(mode, &args.state.state_dir).await,
+        AgentCommand::Update(args) => agent_update::update_now(mode, &args.state).await,
         AgentCommand::Status(args) => {
-            let state = open(&args.state.state_dir)?;
+            let state = open(&args.state)?;
             let status = state.read_status()?.with_context(|| {
                 format!(
                     "the agent has not run yet; start it with `sevenfold agent run --state-dir {}`",
@@ -311,7 +313,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
         }
         AgentCommand::Logs(args) => app_logs(&args).await,
         AgentCommand::Whoami(args) => {
-            let state = open(&args.state.state_dir)?;
+            let state = open(&args.state)?;
             let answer = sevenfold_agent::whoami(&state)
                 .await
                 .context("the service did not accept the device certificate")?;
@@ -321,7 +323,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
 }
 
 async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<ExitCode> {
-    let (state_dir, once) = (args.state.state_dir.as_path(), args.once);
+    let once = args.once;
     let update_interval = std::time::Duration::from_secs(args.update_interval.max(1));
     init_logging(mode == OutputMode::Json);
     let peripherals = peripherals(args)?;
@@ -334,7 +336,7 @@ async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<Exit
         let _ = stop_tx.send(true);
     });
     loop {
-        let state = open(state_dir)?;
+        let state = open(&args.state)?;
         let runtime = RuntimeImage::current()?;
         let boot_state = state.clone();
         let agent = blocking(move || Agent::start(boot_state, &runtime))
@@ -423,7 +425,7 @@ async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<Exit
 /// with `--follow`, whatever is appended (starting over after a rotation).
 async fn app_logs(args: &crate::cli::AgentLogsArgs) -> anyhow::Result<ExitCode> {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let state = open(&args.state.state_dir)?;
+    let state = open(&args.state)?;
     let component = match args.app.parse::<uuid::Uuid>() {
         Ok(id) => id.to_string(),
         Err(_) => {
@@ -563,8 +565,9 @@ fn rfc3339(at: time::OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
-pub(super) fn open(state_dir: &Path) -> anyhow::Result<StateDir> {
-    Ok(StateDir::open(state_dir)?)
+/// Opens the state directory, with the `--tcti` of this command if given.
+pub(super) fn open(state: &StateDirArg) -> anyhow::Result<StateDir> {
+    Ok(StateDir::open(&state.state_dir)?.with_tcti(state.tcti.clone()))
 }
 
 /// Runs blocking file and root-of-trust work off the async workers.

@@ -1,7 +1,6 @@
 //! `sevenfold agent update --now`, and the periodic update check that
 //! `agent run` keeps beside attestation.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -73,7 +72,10 @@ fn verdict_text(outcome: &Result<Attestation, AttestError>) -> String {
 
 /// Boot, attest, one update round; after a change, boot and attest again
 /// (registers start from zero, as after a reboot).
-pub(super) async fn update_now(mode: OutputMode, state_dir: &Path) -> anyhow::Result<ExitCode> {
+pub(super) async fn update_now(
+    mode: OutputMode,
+    state_dir: &crate::cli::StateDirArg,
+) -> anyhow::Result<ExitCode> {
     init_logging(mode == OutputMode::Json);
     let state = open(state_dir)?;
     let runtime = RuntimeImage::current()?;

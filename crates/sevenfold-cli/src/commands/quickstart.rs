@@ -1007,6 +1007,7 @@ fn prepare_device(dir: &Path, env: &DeviceEnv, tampered: bool) -> anyhow::Result
                 service_url: env.device_url.clone(),
                 service_ca: env.ca_file.clone(),
                 rot: RotBackend::Soft,
+                tcti: None,
                 endorse_with: Some(env.maker_dir.clone()),
             };
             StateDir::init(&options)?.0

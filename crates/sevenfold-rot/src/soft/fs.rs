@@ -18,9 +18,9 @@ use zeroize::Zeroizing;
 use crate::RotError;
 
 /// Mode of every directory the soft root of trust creates.
-pub(super) const DIR_MODE: u32 = 0o700;
+pub(crate) const DIR_MODE: u32 = 0o700;
 /// Mode of every file the soft root of trust creates.
-pub(super) const FILE_MODE: u32 = 0o600;
+pub(crate) const FILE_MODE: u32 = 0o600;
 /// Permission bits that must be clear on state: nothing for group or others.
 const GROUP_OTHER_BITS: u32 = 0o077;
 /// Marks a temp file name: `.<final name>.tmp-<16 hex digits>`.
@@ -28,7 +28,7 @@ const TEMP_MARKER: &str = ".tmp-";
 
 /// Creates `dir` (and missing parents) if it does not exist, then sets its
 /// mode to exactly 0700 whatever the umask or its previous mode was.
-pub(super) fn create_private_dir(dir: &Path) -> Result<(), RotError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), RotError> {
     if !exists(dir)? {
         DirBuilder::new()
             .recursive(true)
@@ -46,7 +46,7 @@ pub(super) fn create_private_dir(dir: &Path) -> Result<(), RotError> {
 }
 
 /// Checks that `dir` is a directory closed to group and others.
-pub(super) fn check_private_dir(dir: &Path) -> Result<(), RotError> {
+pub(crate) fn check_private_dir(dir: &Path) -> Result<(), RotError> {
     let meta = fs::metadata(dir).map_err(|e| RotError::io(dir, e))?;
     if !meta.is_dir() {
         return Err(RotError::io(dir, io::Error::other("not a directory")));
@@ -67,7 +67,7 @@ fn check_mode(path: &Path, meta: &fs::Metadata) -> Result<(), RotError> {
 }
 
 /// Whether anything (even a dangling symlink) exists at `path`.
-pub(super) fn exists(path: &Path) -> Result<bool, RotError> {
+pub(crate) fn exists(path: &Path) -> Result<bool, RotError> {
     match fs::symlink_metadata(path) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -80,7 +80,7 @@ pub(super) fn exists(path: &Path) -> Result<bool, RotError> {
 /// Checks what was actually opened (no check-then-open race): it must be a
 /// regular file closed to group and others, and at most `max_len` bytes long.
 /// The buffer is allocated once and zeroized on drop, since it may hold a key.
-pub(super) fn read_private_file(
+pub(crate) fn read_private_file(
     path: &Path,
     max_len: usize,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, RotError> {
@@ -112,7 +112,7 @@ pub(super) fn read_private_file(
 /// Durable when it returns. (Counters call the two halves themselves, so
 /// only tests need this.)
 #[cfg(test)]
-pub(super) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), RotError> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), RotError> {
     let temp = write_temp(dir, name, contents)?;
     commit_temp(&temp, &dir.join(name), dir)
 }
@@ -122,7 +122,7 @@ pub(super) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()
 /// Returns `false` (writing nothing) if it exists. Uses a hard link rather
 /// than a rename so that the check and the creation are one atomic step:
 /// two processes creating the same file cannot overwrite each other.
-pub(super) fn write_new(dir: &Path, name: &str, contents: &[u8]) -> Result<bool, RotError> {
+pub(crate) fn write_new(dir: &Path, name: &str, contents: &[u8]) -> Result<bool, RotError> {
     let temp = write_temp(dir, name, contents)?;
     let dest = dir.join(name);
     let linked = fs::hard_link(&temp, &dest);
@@ -140,7 +140,7 @@ pub(super) fn write_new(dir: &Path, name: &str, contents: &[u8]) -> Result<bool,
 
 /// First half of an atomic write: creates a new `0600` temp file beside
 /// `dir/name`, writes `contents` and fsyncs it. Returns the temp file's path.
-pub(super) fn write_temp(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf, RotError> {
+pub(crate) fn write_temp(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf, RotError> {
     let temp = dir.join(temp_name(name)?);
     let mut file = OpenOptions::new()
         .write(true)
@@ -162,7 +162,7 @@ pub(super) fn write_temp(dir: &Path, name: &str, contents: &[u8]) -> Result<Path
 
 /// Second half of an atomic write: renames the temp file over `dest` and
 /// fsyncs `dir` so that the rename itself survives a power loss.
-pub(super) fn commit_temp(temp: &Path, dest: &Path, dir: &Path) -> Result<(), RotError> {
+pub(crate) fn commit_temp(temp: &Path, dest: &Path, dir: &Path) -> Result<(), RotError> {
     if let Err(e) = fs::rename(temp, dest) {
         let _ = fs::remove_file(temp);
         return Err(RotError::io(dest, e));
@@ -172,7 +172,7 @@ pub(super) fn commit_temp(temp: &Path, dest: &Path, dir: &Path) -> Result<(), Ro
 
 /// Deletes temp files left in `dir` by a crash mid-write. Best effort: a temp
 /// file that cannot be removed is harmless, as it is never read.
-pub(super) fn remove_stale_temps(dir: &Path) -> Result<(), RotError> {
+pub(crate) fn remove_stale_temps(dir: &Path) -> Result<(), RotError> {
     let entries = fs::read_dir(dir).map_err(|e| RotError::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| RotError::io(dir, e))?;
@@ -184,14 +184,14 @@ pub(super) fn remove_stale_temps(dir: &Path) -> Result<(), RotError> {
 }
 
 /// fsyncs a directory, making renames and new entries in it durable.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), RotError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), RotError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| RotError::io(dir, e))
 }
 
 /// [`RotError::CorruptState`] for `path`.
-pub(super) fn corrupt(path: &Path, reason: &str) -> RotError {
+pub(crate) fn corrupt(path: &Path, reason: &str) -> RotError {
     RotError::CorruptState {
         path: path.to_path_buf(),
         reason: reason.to_owned(),

@@ -39,7 +39,7 @@
 //! NV counters inside the chip, and its PCRs reset only with the platform.
 
 mod counters;
-mod fs;
+pub(crate) mod fs;
 mod seal;
 
 use std::fmt;
@@ -225,6 +225,7 @@ impl RootOfTrust for SoftRoot {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, RotError> {
+        crate::root::check_signable(message)?;
         self.device_key.sign(message)
     }
 
@@ -583,6 +584,20 @@ mod tests {
         let reopened = SoftRoot::open(dir.path()).unwrap();
         reopened.device_public_key().verify(b"csr", &sig).unwrap();
         assert!(rot.device_public_key().verify(b"csR", &sig).is_err());
+        // Nothing quote-shaped or over-long is signed.
+        assert!(matches!(
+            rot.sign(b"\xff\x54\x43\x47SVNF\x02 forged body"),
+            Err(RotError::QuoteLikeMessage)
+        ));
+        assert!(matches!(
+            rot.sign(&[0xff, 0x54, 0x43, 0x47, 0x80, 0x18]),
+            Err(RotError::QuoteLikeMessage)
+        ));
+        assert!(matches!(
+            rot.sign(&[0; crate::MAX_SIGNED_LEN + 1]),
+            Err(RotError::MessageTooLong(1025))
+        ));
+        rot.sign(&[0; crate::MAX_SIGNED_LEN]).unwrap();
     }
 
     #[test]
