@@ -88,7 +88,9 @@ pub use state::{
 };
 pub use status::{MeasurementStatus, Status, VERDICT_FAIL, VERDICT_PASS};
 pub use update::health::{BootCheck, HealthCheck};
-pub use update::{update_once, TargetOutcome, UpdateError, UpdateReport, UPDATES_DIR};
+pub use update::{
+    update_once, TargetOutcome, Transfer, UpdateError, UpdateOptions, UpdateReport, UPDATES_DIR,
+};
 pub use whoami::{whoami, WhoAmI, WHOAMI_PATH};
 
 /// `counters.toml`.

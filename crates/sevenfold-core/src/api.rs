@@ -152,6 +152,10 @@ pub struct UpdateGroup {
     /// 0 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_percent: Option<u8>,
+    /// Maintenance window `HH:MM-HH:MM` (UTC) for updates that restart
+    /// apps; the empty string clears it (any time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_window: Option<String>,
 }
 
 /// A device group.
@@ -173,6 +177,10 @@ pub struct GroupInfo {
     pub rollout_percent: u8,
     /// When it was created.
     pub created_at: String,
+    /// Maintenance window (`HH:MM-HH:MM`, UTC) for updates that restart
+    /// apps; absent: any time.
+    #[serde(default)]
+    pub update_window: Option<String>,
 }
 
 /// `POST /manufacturer-cas`: trust a manufacturer CA (server administrators only).

@@ -287,10 +287,12 @@ impl<'a> Slots<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn state() -> (tempfile::TempDir, StateDir) {
+    /// A freshly initialised device state directory (shared by the
+    /// update module's tests).
+    pub(crate) fn state() -> (tempfile::TempDir, StateDir) {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         let (_, ca_pem, _) = sevenfold_pki::ServiceCa::generate("test service").unwrap();

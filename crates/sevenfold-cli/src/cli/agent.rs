@@ -50,7 +50,7 @@ pub(crate) enum AgentCommand {
     /// uploaded over mutual TLS whenever the device holds a certificate
     /// (`[reporting]` in agent.toml tunes the bound and intervals).
     Run(AgentRunArgs),
-    /// Fetch and apply updates now: boot and attest, walk the device group's
+    /// Check for updates and apply them: boot and attest, walk the device group's
     /// TUF repository, install each new image to its inactive slot,
     /// health-check it, then commit and raise its anti-rollback counter or
     /// roll back; after a change, boot again and re-attest. Prints the
@@ -147,9 +147,12 @@ pub(crate) struct AgentRunArgs {
 pub(crate) struct AgentUpdateArgs {
     #[command(flatten)]
     pub(crate) state: StateDirArg,
-    /// Check now rather than waiting for the running agent's next interval
-    /// (the only mode so far; the flag keeps the command's meaning explicit).
-    #[arg(long, required = true)]
+    /// Apply what is found now, even outside the group's update window and
+    /// despite app deferrals (the operator's override). Without it the round
+    /// behaves like the running agent's scheduled check: outside the window,
+    /// or while an app defers, updates are downloaded and verified but
+    /// applied only by a later round.
+    #[arg(long)]
     pub(crate) now: bool,
 }
 

@@ -98,6 +98,7 @@ mod tests {
             runtime_feed: "stable".into(),
             rollout_percent: 100,
             created_at: String::new(),
+            update_window: None,
         }
     }
 

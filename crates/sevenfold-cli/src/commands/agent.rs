@@ -298,7 +298,10 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             )
         }
         AgentCommand::Run(args) => run_agent(mode, &args).await,
-        AgentCommand::Update(args) => agent_update::update_now(mode, &args.state.state_dir).await,
+        AgentCommand::Update(args) => {
+            let options = sevenfold_agent::UpdateOptions { now: args.now };
+            agent_update::update_now(mode, &args.state.state_dir, options).await
+        }
         AgentCommand::Status(args) => {
             let state = open(&args.state.state_dir)?;
             let status = state.read_status()?.with_context(|| {

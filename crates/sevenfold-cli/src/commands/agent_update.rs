@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sevenfold_agent::{
     update_once, Agent, AttestError, Attestation, BootCheck, RuntimeImage, UpdateError,
-    UpdateReport,
+    UpdateOptions, UpdateReport,
 };
 use tokio::sync::watch;
 
@@ -73,7 +73,11 @@ fn verdict_text(outcome: &Result<Attestation, AttestError>) -> String {
 
 /// Boot, attest, one update round; after a change, boot and attest again
 /// (registers start from zero, as after a reboot).
-pub(super) async fn update_now(mode: OutputMode, state_dir: &Path) -> anyhow::Result<ExitCode> {
+pub(super) async fn update_now(
+    mode: OutputMode,
+    state_dir: &Path,
+    options: UpdateOptions,
+) -> anyhow::Result<ExitCode> {
     init_logging(mode == OutputMode::Json);
     let state = open(state_dir)?;
     let runtime = RuntimeImage::current()?;
@@ -97,7 +101,7 @@ pub(super) async fn update_now(mode: OutputMode, state_dir: &Path) -> anyhow::Re
         }
     }
     drop(agent);
-    let update = update_once(&state, &BootCheck)
+    let update = update_once(&state, &BootCheck, options)
         .await
         .context("the update round did not run")?;
     let mut attestation = None;
@@ -141,7 +145,7 @@ pub(super) async fn update_loop(
             _ = stop.changed() => return,
         }
         delay = jittered(interval);
-        match update_once(&state, &BootCheck).await {
+        match update_once(&state, &BootCheck, UpdateOptions::default()).await {
             Ok(report) => {
                 match mode {
                     OutputMode::Json => println!(

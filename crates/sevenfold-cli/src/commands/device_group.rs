@@ -58,6 +58,12 @@ impl Render for GroupInfo {
                 ("update policy", self.update_policy.clone()),
                 ("runtime feed", self.runtime_feed.clone()),
                 ("rollout", format!("{}%", self.rollout_percent)),
+                (
+                    "update window",
+                    self.update_window
+                        .as_ref()
+                        .map_or_else(|| "any time".to_owned(), |w| format!("{w} UTC")),
+                ),
                 ("created", self.created_at.clone()),
             ])
         )
@@ -146,6 +152,8 @@ pub(crate) async fn run(mode: OutputMode, args: DeviceGroupArgs) -> anyhow::Resu
             group,
             name,
             settings,
+            update_window,
+            clear_update_window,
         } => {
             let body = UpdateGroup {
                 name,
@@ -153,10 +161,16 @@ pub(crate) async fn run(mode: OutputMode, args: DeviceGroupArgs) -> anyhow::Resu
                 update_policy: settings.update_policy.map(|p| p.as_str().to_owned()),
                 runtime_feed: settings.runtime_feed.map(|f| f.as_str().to_owned()),
                 rollout_percent: settings.rollout_percent,
+                update_window: if clear_update_window {
+                    Some(String::new())
+                } else {
+                    update_window
+                },
             };
             anyhow::ensure!(
                 body != UpdateGroup::default(),
-                "nothing to change: pass --name, --description, --update-policy, --runtime-feed or --rollout-percent"
+                "nothing to change: pass --name, --description, --update-policy, --runtime-feed, \
+                 --rollout-percent, --update-window or --clear-update-window"
             );
             let found = client.resolve_group(&tenant, &group).await?;
             let updated: GroupInfo = client

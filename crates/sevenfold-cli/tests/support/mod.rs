@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+pub mod fleet;
+
 use futures_util::StreamExt;
 use serde_json::Value;
 

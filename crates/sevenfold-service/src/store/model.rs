@@ -193,6 +193,9 @@ pub struct DeviceGroup {
     pub rollout_percent: u8,
     /// When it was created (unix ms).
     pub created_at: i64,
+    /// Maintenance window (`HH:MM-HH:MM`, UTC) for updates that restart
+    /// apps; `None`: any time.
+    pub update_window: Option<String>,
 }
 
 /// The fields of a group to create.
@@ -236,6 +239,8 @@ pub struct GroupUpdate {
     pub runtime_feed: Option<RuntimeFeed>,
     /// New rollout share, 0..=100.
     pub rollout_percent: Option<u8>,
+    /// New update window: `Some(None)` clears it (validated by the caller).
+    pub update_window: Option<Option<String>>,
 }
 
 /// A manufacturer CA the server trusts to endorse device keys.

@@ -52,7 +52,7 @@ pub const DEFAULT_GROUPS: [(&str, &str, UpdatePolicy, RuntimeFeed); 5] = [
 macro_rules! group_columns {
     () => {
         "id, tenant_id, product_id, name, description, update_policy, runtime_feed, \
-         rollout_percent, created_at"
+         rollout_percent, created_at, update_window"
     };
 }
 
@@ -82,6 +82,7 @@ fn group_from_row(row: &AnyRow) -> Result<DeviceGroup, StoreError> {
         runtime_feed: col_enum(row, "runtime_feed", RuntimeFeed::parse)?,
         rollout_percent,
         created_at: col(row, "created_at")?,
+        update_window: col(row, "update_window")?,
     })
 }
 
@@ -102,7 +103,7 @@ async fn insert_group(
     sqlx::query(concat!(
         "INSERT INTO device_groups (",
         group_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
     .bind(&group.id)
     .bind(&group.tenant_id)
@@ -113,6 +114,7 @@ async fn insert_group(
     .bind(group.runtime_feed.as_str())
     .bind(i64::from(group.rollout_percent))
     .bind(group.created_at)
+    .bind(group.update_window.as_deref())
     .execute(&mut *conn)
     .await
     .map_err(|e| {
@@ -175,6 +177,7 @@ impl Store {
                 runtime_feed,
                 rollout_percent: 100,
                 created_at: now,
+                update_window: None,
             };
             insert_group(&mut tx, &group).await?;
             groups.push(group);
@@ -283,6 +286,7 @@ impl Store {
             runtime_feed: new.runtime_feed,
             rollout_percent: new.rollout_percent,
             created_at: now_millis(),
+            update_window: None,
         };
         let mut conn = self.pool().acquire().await?;
         match insert_group(&mut conn, &group).await {
@@ -367,7 +371,8 @@ impl Store {
                description = COALESCE($4, description), \
                update_policy = COALESCE($5, update_policy), \
                runtime_feed = COALESCE($6, runtime_feed), \
-               rollout_percent = COALESCE($7, rollout_percent) \
+               rollout_percent = COALESCE($7, rollout_percent), \
+               update_window = CASE WHEN $8 = 1 THEN $9 ELSE update_window END \
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant_id)
@@ -377,6 +382,8 @@ impl Store {
         .bind(update.update_policy.map(UpdatePolicy::as_str))
         .bind(update.runtime_feed.map(RuntimeFeed::as_str))
         .bind(update.rollout_percent.map(i64::from))
+        .bind(i64::from(update.update_window.is_some()))
+        .bind(update.update_window.clone().flatten())
         .execute(self.pool())
         .await
         .map_err(|e| {
