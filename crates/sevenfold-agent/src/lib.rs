@@ -65,6 +65,7 @@ mod error;
 mod fsutil;
 pub mod journal;
 pub mod reporter;
+pub mod runtime;
 mod state;
 mod status;
 pub mod update;

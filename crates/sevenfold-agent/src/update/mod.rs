@@ -36,7 +36,7 @@ mod fetch;
 pub mod health;
 mod lock;
 mod schedule;
-mod slots;
+pub(crate) mod slots;
 mod transport;
 
 use serde::Serialize;
@@ -48,6 +48,7 @@ use crate::client::{error_chain, ServiceClient};
 use crate::state::security_version_reason;
 use crate::{fsutil, AgentError, StateDir};
 use health::HealthCheck;
+pub use slots::Slot;
 use slots::Slots;
 use transport::DeviceTransport;
 
@@ -56,6 +57,9 @@ pub const UPDATES_DIR: &str = "updates";
 const TUF_DIR: &str = "updates/tuf";
 const DOWNLOADS_DIR: &str = "updates/downloads";
 const STAGED_DIR: &str = "updates/staged";
+/// The outcome's reason while a new runtime waits for its supervised start.
+const RESTART_PENDING: &str =
+    "installed to the inactive runtime slot; the supervisor starts and health-checks it";
 const ROOT_FILE: &str = "root.json";
 
 /// Why an update round could not run (per-target problems are outcomes).
@@ -95,8 +99,10 @@ pub struct TargetOutcome {
     pub deployment_id: String,
     /// "installed", "failed", "rolled-back", "up-to-date", "not-in-rollout",
     /// "halted", "skipped", "deferred" (network trouble, tried again later)
-    /// or "waiting" (downloaded and verified, held back by the update window
-    /// or an app's deferral; applied by a later round).
+    /// "waiting" (downloaded and verified, held back by the update window
+    /// or an app's deferral; applied by a later round) or "restart-pending"
+    /// (a runtime on trial in its slot, for the supervisor to start) or
+    /// "on-trial" (this process is that runtime, being health-checked).
     pub state: String,
     /// Why, for anything but installed and up-to-date.
     pub reason: Option<String>,
@@ -128,6 +134,9 @@ pub struct UpdateReport {
     pub recovered: Vec<String>,
     /// Whether the installed images changed (re-boot and re-attest).
     pub changed: bool,
+    /// A new runtime waits on trial in its slot: a supervised runtime exits
+    /// with `runtime::RESTART_EXIT_CODE` so the supervisor starts it.
+    pub runtime_restart: bool,
 }
 
 /// How a round was asked for.
@@ -161,6 +170,10 @@ pub async fn update_once(
     for (_, deployment, reason) in slots.take_unreported()? {
         report_progress(&client, &deployment, "rolled-back", Some(&reason)).await;
     }
+    let runtime = crate::runtime::RuntimeSlots::new(state);
+    if let Some((deployment, outcome, reason)) = runtime.take_unreported()? {
+        report_progress(&client, &deployment, &outcome, reason.as_deref()).await;
+    }
 
     let repo = load_repository(state, &client).await?;
     report.targets_version = repo.targets().signed.version.get();
@@ -188,10 +201,11 @@ pub async fn update_once(
             transfer: Transfer::default(),
         };
         let sha256 = hex::encode(target.hashes.sha256.as_ref());
-        if !custom.image_type.to_ascii_lowercase().starts_with("app") {
+        let is_runtime = custom.image_type.eq_ignore_ascii_case("runtime");
+        if !is_runtime && !custom.image_type.to_ascii_lowercase().starts_with("app") {
             report.outcomes.push(outcome(
                 "skipped",
-                Some("runtime self-update is not built yet".into()),
+                Some(format!("unknown image type {:?}", custom.image_type)),
             ));
             continue;
         }
@@ -203,7 +217,32 @@ pub async fn update_once(
             report.outcomes.push(outcome("not-in-rollout", None));
             continue;
         }
-        let installed = active_sha256(state, &custom.component_id)?;
+        let installed = if is_runtime {
+            let runtime = runtime.load()?;
+            if runtime.failed_sha256.as_deref() == Some(sha256.as_str()) {
+                // Its rollback was reported when it happened.
+                report
+                    .outcomes
+                    .push(outcome("rolled-back", runtime.last_rollback));
+                continue;
+            }
+            if runtime.trial && runtime.package_sha256.as_deref() == Some(sha256.as_str()) {
+                let running = std::env::var(crate::runtime::RUNTIME_SLOT_ENV).ok();
+                if running.as_deref() == runtime.active.map(Slot::name) {
+                    // This process is the trial; the supervisor decides.
+                    report.outcomes.push(outcome("on-trial", None));
+                    continue;
+                }
+                report.runtime_restart = true;
+                report
+                    .outcomes
+                    .push(outcome("restart-pending", Some(RESTART_PENDING.into())));
+                continue;
+            }
+            runtime.package_sha256
+        } else {
+            active_sha256(state, &custom.component_id)?
+        };
         if installed.as_deref() == Some(sha256.as_str()) {
             report.outcomes.push(outcome("up-to-date", None));
             continue;
@@ -233,7 +272,11 @@ pub async fn update_once(
             &client,
             &custom,
             &full,
-            installed.as_deref().map(|h| (active_path.as_path(), h)),
+            // A runtime slot holds the executable, not its package: no delta base.
+            installed
+                .as_deref()
+                .filter(|_| !is_runtime)
+                .map(|h| (active_path.as_path(), h)),
             (&state.path(DOWNLOADS_DIR), &state.path(STAGED_DIR)),
         )
         .await
@@ -269,6 +312,35 @@ pub async fn update_once(
                 report.outcomes.push(outcome("waiting", Some(why)));
                 continue;
             }
+        }
+        if is_runtime {
+            let target = (
+                custom.component_id.as_str(),
+                sha256.as_str(),
+                custom.deployment_id.as_str(),
+            );
+            match crate::runtime::install_runtime(state, rot.as_ref(), &fetched.bytes, target)? {
+                Ok((slot, version)) => {
+                    fetch::unstage(&state.path(STAGED_DIR), &sha256);
+                    tracing::info!(%version, slot = slot.name(), "runtime installed on trial");
+                    report_progress(
+                        &client,
+                        &custom.deployment_id,
+                        "downloading",
+                        Some(RESTART_PENDING),
+                    )
+                    .await;
+                    report.runtime_restart = true;
+                    report
+                        .outcomes
+                        .push(outcome("restart-pending", Some(RESTART_PENDING.into())));
+                }
+                Err(reason) => {
+                    report_progress(&client, &custom.deployment_id, "failed", Some(&reason)).await;
+                    report.outcomes.push(outcome("failed", Some(reason)));
+                }
+            }
+            continue;
         }
         let image =
             slots.install_trial(&custom.component_id, &fetched.bytes, &custom.deployment_id)?;
@@ -392,7 +464,7 @@ fn active_sha256(state: &StateDir, component: &str) -> Result<Option<String>, Ag
     Ok(Some(hasher.finish().to_hex()))
 }
 
-fn raise_counter(
+pub(crate) fn raise_counter(
     state: &StateDir,
     rot: &dyn RootOfTrust,
     component: &str,

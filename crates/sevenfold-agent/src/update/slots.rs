@@ -36,7 +36,7 @@ pub(crate) const INTERRUPTED: &str =
 /// One of the two slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Slot {
+pub enum Slot {
     /// Slot A.
     A,
     /// Slot B.
@@ -44,10 +44,19 @@ pub(crate) enum Slot {
 }
 
 impl Slot {
-    fn other(self) -> Slot {
+    /// The slot that is not this one.
+    pub fn other(self) -> Slot {
         match self {
             Slot::A => Slot::B,
             Slot::B => Slot::A,
+        }
+    }
+
+    /// `"a"` or `"b"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::A => "a",
+            Slot::B => "b",
         }
     }
 

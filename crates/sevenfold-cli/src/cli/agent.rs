@@ -57,6 +57,15 @@ pub(crate) enum AgentCommand {
     /// outcome per target (`--output json`: `targets_version`, `outcomes`,
     /// `recovered`, `changed`, `attestation`).
     Update(AgentUpdateArgs),
+    /// Run the runtime under a tiny supervisor (what the systemd unit
+    /// starts): runs the active runtime slot's `sevenfold agent run` (the
+    /// factory runtime, this executable, until a runtime update is
+    /// installed); a new runtime on trial that exits within the health-check
+    /// period is rolled back to the previous one and that one started; one
+    /// that stays up is committed and its anti-rollback counter raised.
+    /// Prints one line per event (`--output json`: one object per line with
+    /// `event` = started, committed, rolled-back or exited).
+    Supervise(AgentSuperviseArgs),
     /// Show what the agent last did (`status.json`).
     Status(AgentStatusArgs),
     /// Print an app's output (standard output and error), by name or
@@ -154,6 +163,19 @@ pub(crate) struct AgentUpdateArgs {
     /// applied only by a later round.
     #[arg(long)]
     pub(crate) now: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentSuperviseArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// Seconds a new runtime must stay up before it is committed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub(crate) health_period: u64,
+    /// Further arguments for `agent run` (after `--`), e.g.
+    /// `-- --update-interval 3600 --peripherals linux`.
+    #[arg(last = true, value_name = "RUN_ARGS")]
+    pub(crate) run_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

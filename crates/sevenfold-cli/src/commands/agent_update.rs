@@ -135,9 +135,13 @@ pub(super) async fn update_loop(
     mode: OutputMode,
     state: sevenfold_agent::StateDir,
     interval: Duration,
-    restart: watch::Sender<bool>,
+    restart: (
+        watch::Sender<bool>,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ),
     mut stop: watch::Receiver<bool>,
 ) {
+    let (restart, runtime_installed) = restart;
     let mut delay = FIRST_CHECK;
     loop {
         tokio::select! {
@@ -164,7 +168,15 @@ pub(super) async fn update_loop(
                         }
                     }
                 }
-                if report.changed {
+                // Only a supervisor can start the new runtime; unsupervised,
+                // the round's outcome says it waits for one.
+                let supervised =
+                    std::env::var_os(sevenfold_agent::runtime::SUPERVISED_ENV).is_some();
+                let runtime = report.runtime_restart && supervised;
+                if runtime {
+                    runtime_installed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                if report.changed || runtime {
                     let _ = restart.send(true);
                     return;
                 }

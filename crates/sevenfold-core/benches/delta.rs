@@ -10,10 +10,15 @@
 //!
 //! ```sh
 //! scripts/delta-bench-inputs.sh /tmp/delta-inputs   # builds the pairs
-//! cargo run --release -p sevenfold-bench --bin delta -- \
-//!     --pair wasm-blink=/tmp/delta-inputs/blink-1.wasm,/tmp/delta-inputs/blink-2.wasm \
+//! cargo bench -p sevenfold-core --bench delta -- \
+//!     --pair blink=/tmp/delta-inputs/blink-1.wasm,/tmp/delta-inputs/blink-2.wasm \
 //!     --pair runtime=/tmp/delta-inputs/sevenfold-1,/tmp/delta-inputs/sevenfold-2
 //! ```
+//!
+//! Options: `--levels 3,19` (zstd levels), `--no-cli` (skip the baselines),
+//! `--no-bsdiff` (skip both bsdiffs, for very large pairs).
+//! A bench of `sevenfold-core` rather than a `sevenfold-bench` binary so
+//! that an optimised build needs only this small crate, not the server.
 //!
 //! Every delta is applied again and the result compared with the new
 //! file, so a figure is only printed for a delta that really works.
@@ -24,19 +29,46 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-
-#[derive(Parser)]
 struct Args {
     /// `NAME=OLD,NEW`: a pair of builds of the same program.
-    #[arg(long, required = true)]
     pair: Vec<String>,
     /// zstd levels to measure for `zstd-prefix`.
-    #[arg(long, value_delimiter = ',', default_value = "3,19")]
     levels: Vec<i32>,
     /// Skip the command-line baselines.
-    #[arg(long)]
     no_cli: bool,
+    /// Skip qbsdiff and the bsdiff CLI.
+    no_bsdiff: bool,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut args = Args {
+            pair: Vec::new(),
+            levels: vec![3, 19],
+            no_cli: false,
+            no_bsdiff: false,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--pair" => args.pair.push(it.next().expect("--pair NAME=OLD,NEW")),
+                "--levels" => {
+                    let list = it.next().expect("--levels 3,19");
+                    args.levels = list.split(',').map(|l| l.parse().expect("level")).collect();
+                }
+                "--no-cli" => args.no_cli = true,
+                "--no-bsdiff" => args.no_bsdiff = true,
+                // `cargo bench` adds `--bench`.
+                "--bench" => {}
+                other => panic!("unknown argument {other}"),
+            }
+        }
+        assert!(
+            !args.pair.is_empty(),
+            "give at least one --pair NAME=OLD,NEW"
+        );
+        args
+    }
 }
 
 struct Row {
@@ -158,16 +190,20 @@ fn main() {
                 zstd_prefix(&old, &new, *level),
             );
         }
-        push("qbsdiff".into(), qbsdiff(&old, &new));
+        if !args.no_bsdiff {
+            push("qbsdiff".into(), qbsdiff(&old, &new));
+        }
         if !args.no_cli {
             push(
                 "zstd --patch-from -19".into(),
                 cli_zstd(&old_path, &new_path, dir.path(), &new),
             );
-            push(
-                "bsdiff (CLI)".into(),
-                cli_bsdiff(&old_path, &new_path, dir.path(), &new),
-            );
+            if !args.no_bsdiff {
+                push(
+                    "bsdiff (CLI)".into(),
+                    cli_bsdiff(&old_path, &new_path, dir.path(), &new),
+                );
+            }
         }
     }
     println!("| pair | old → new (bytes) | method | delta (bytes) | delta / new | create (ms) | apply (ms) |");
