@@ -89,6 +89,7 @@ pub use state::{
 };
 pub use status::{MeasurementStatus, Status, VERDICT_FAIL, VERDICT_PASS};
 pub use update::health::{BootCheck, HealthCheck};
+pub use update::RunCheck;
 pub use update::{
     update_once, TargetOutcome, Transfer, UpdateError, UpdateOptions, UpdateReport, UPDATES_DIR,
 };

@@ -73,6 +73,7 @@ fn supervise(state: &Path, health_secs: u64) -> Child {
             "3600",
         ])
         .env("RUST_LOG", "info")
+        .env("SEVENFOLD_APP_HEALTH_SECS", "1")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(state.with_extension("supervise.log")).unwrap())
         .spawn()

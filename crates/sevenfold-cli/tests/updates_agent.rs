@@ -224,6 +224,7 @@ fn the_running_agent_checks_for_updates_on_its_interval_and_boots_again() {
             "1",
         ])
         .env("RUST_LOG", "warn")
+        .env("SEVENFOLD_APP_HEALTH_SECS", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

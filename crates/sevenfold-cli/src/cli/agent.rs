@@ -150,6 +150,8 @@ pub(crate) struct AgentRunArgs {
     /// `ISU0=/dev/ttyS0`. Repeatable.
     #[arg(long = "uart", value_name = "NAME=DEVICE")]
     pub(crate) uarts: Vec<String>,
+    #[command(flatten)]
+    pub(crate) health: AppHealthArg,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +165,23 @@ pub(crate) struct AgentUpdateArgs {
     /// applied only by a later round.
     #[arg(long)]
     pub(crate) now: bool,
+    #[command(flatten)]
+    pub(crate) health: AppHealthArg,
+}
+
+/// The compartment health check of app updates.
+#[derive(Debug, Args)]
+pub(crate) struct AppHealthArg {
+    /// Seconds a new app version must run in its compartment without
+    /// crashing (trap, limit, non-zero exit) before its update is committed;
+    /// 0 checks only what boot checks.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SEVENFOLD_APP_HEALTH_SECS",
+        default_value_t = 10
+    )]
+    pub(crate) app_health_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -300,7 +300,10 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
         AgentCommand::Run(args) => run_agent(mode, &args).await,
         AgentCommand::Update(args) => {
             let options = sevenfold_agent::UpdateOptions { now: args.now };
-            agent_update::update_now(mode, &args.state.state_dir, options).await
+            let health = sevenfold_agent::RunCheck {
+                period: std::time::Duration::from_secs(args.health.app_health_secs),
+            };
+            agent_update::update_now(mode, &args.state.state_dir, options, health).await
         }
         AgentCommand::Status(args) => {
             let state = open(&args.state.state_dir)?;
@@ -327,6 +330,9 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
 async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<ExitCode> {
     let (state_dir, once) = (args.state.state_dir.as_path(), args.once);
     let update_interval = std::time::Duration::from_secs(args.update_interval.max(1));
+    let health = sevenfold_agent::RunCheck {
+        period: std::time::Duration::from_secs(args.health.app_health_secs),
+    };
     init_logging(mode == OutputMode::Json);
     let peripherals = peripherals(args)?;
     // Listen before the boot, so a signal during it is not lost.
@@ -393,7 +399,7 @@ async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<Exit
         let updater = tokio::spawn(agent_update::update_loop(
             mode,
             state,
-            update_interval,
+            (update_interval, health),
             (restart_tx, std::sync::Arc::clone(&runtime_installed)),
             stop_rx.clone(),
         ));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use sevenfold_agent::{
-    update_once, Agent, AttestError, Attestation, BootCheck, RuntimeImage, UpdateError,
+    update_once, Agent, AttestError, Attestation, RunCheck, RuntimeImage, UpdateError,
     UpdateOptions, UpdateReport,
 };
 use tokio::sync::watch;
@@ -77,6 +77,7 @@ pub(super) async fn update_now(
     mode: OutputMode,
     state_dir: &Path,
     options: UpdateOptions,
+    health: RunCheck,
 ) -> anyhow::Result<ExitCode> {
     init_logging(mode == OutputMode::Json);
     let state = open(state_dir)?;
@@ -101,7 +102,7 @@ pub(super) async fn update_now(
         }
     }
     drop(agent);
-    let update = update_once(&state, &BootCheck, options)
+    let update = update_once(&state, &health, options)
         .await
         .context("the update round did not run")?;
     let mut attestation = None;
@@ -134,7 +135,7 @@ struct UpdateLine<'a> {
 pub(super) async fn update_loop(
     mode: OutputMode,
     state: sevenfold_agent::StateDir,
-    interval: Duration,
+    (interval, health): (Duration, RunCheck),
     restart: (
         watch::Sender<bool>,
         std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -149,7 +150,7 @@ pub(super) async fn update_loop(
             _ = stop.changed() => return,
         }
         delay = jittered(interval);
-        match update_once(&state, &BootCheck, UpdateOptions::default()).await {
+        match update_once(&state, &health, UpdateOptions::default()).await {
             Ok(report) => {
                 match mode {
                     OutputMode::Json => println!(

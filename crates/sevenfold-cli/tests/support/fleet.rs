@@ -106,6 +106,17 @@ impl Fleet {
     /// Packages blink at `version` / `security_version`, signed with `key`,
     /// uploads it, and returns (image ID, package file).
     pub fn image(&self, version: &str, security_version: u32, key: &str) -> (String, PathBuf) {
+        self.image_of(version, security_version, key, "blink.wasm")
+    }
+
+    /// Like [`Fleet::image`], with another sample app's module as payload.
+    pub fn image_of(
+        &self,
+        version: &str,
+        security_version: u32,
+        key: &str,
+        wasm: &str,
+    ) -> (String, PathBuf) {
         let manifest: Value = serde_json::from_str(
             &std::fs::read_to_string(
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("../../apps/blink/app_manifest.json"),
@@ -124,7 +135,7 @@ impl Fleet {
             "--manifest",
             s(&manifest_path),
             "--payload",
-            s(&Path::new(env!("SEVENFOLD_SAMPLE_WASM_DIR")).join("blink.wasm")),
+            s(&Path::new(env!("SEVENFOLD_SAMPLE_WASM_DIR")).join(wasm)),
             "--key",
             s(&self.path(&format!("{key}.pem"))),
             "--out",

@@ -29,6 +29,8 @@ pub fn sevenfold(args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)
         .env("RUST_LOG", "warn")
+        // App updates must run 1 s in their compartment (not the default 10 s).
+        .env("SEVENFOLD_APP_HEALTH_SECS", "1")
         .output()
         .unwrap()
 }
