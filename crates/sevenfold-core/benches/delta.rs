@@ -2,9 +2,11 @@
 //! real builds, for the two candidates and their command-line baselines, in
 //! one run:
 //!
-//! - `zstd-prefix/L`: `sevenfold_core::delta` (zstd, old image as
-//!   reference prefix, long-distance matching) at level L — what ships;
-//! - `qbsdiff`: bsdiff 4 in Rust (suffix sort + bzip2), the other candidate;
+//! - `qbsdiff`: `sevenfold_core::delta` (bsdiff 4 in Rust: suffix sort +
+//!   bzip2) — what ships;
+//! - `zstd-prefix/L`: zstd with the old file as reference prefix and
+//!   long-distance matching, a window over both files, at level L — the
+//!   other candidate (what `zstd --patch-from` does, through the library);
 //! - `zstd --patch-from` (CLI, level 19) and `bsdiff`/`bspatch` (CLI), the
 //!   baselines, timed as processes (so their times include exec and I/O).
 //!
@@ -97,10 +99,30 @@ fn run(cmd: &mut Command) -> Duration {
     took
 }
 
+fn zstd_create(old: &[u8], new: &[u8], level: i32) -> Vec<u8> {
+    let bits = usize::BITS - (old.len() + new.len()).saturating_sub(1).leading_zeros();
+    let mut encoder =
+        zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), level, old).unwrap();
+    encoder.long_distance_matching(true).unwrap();
+    encoder.window_log(bits.clamp(10, 31)).unwrap();
+    encoder
+        .set_pledged_src_size(Some(new.len() as u64))
+        .unwrap();
+    std::io::Write::write_all(&mut encoder, new).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn zstd_apply(old: &[u8], delta: &[u8]) -> Vec<u8> {
+    let mut decoder = zstd::stream::read::Decoder::with_ref_prefix(delta, old).unwrap();
+    decoder.window_log_max(31).unwrap();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut decoder, &mut out).unwrap();
+    out
+}
+
 fn zstd_prefix(old: &[u8], new: &[u8], level: i32) -> (u64, Duration, Duration) {
-    let (delta, create) = timed(|| sevenfold_core::delta::create(old, new, level).unwrap());
-    let (rebuilt, apply) =
-        timed(|| sevenfold_core::delta::apply(old, &delta, new.len() as u64).unwrap());
+    let (delta, create) = timed(|| zstd_create(old, new, level));
+    let (rebuilt, apply) = timed(|| zstd_apply(old, &delta));
     assert!(
         rebuilt == new,
         "zstd-prefix/{level} did not rebuild the file"
@@ -109,19 +131,9 @@ fn zstd_prefix(old: &[u8], new: &[u8], level: i32) -> (u64, Duration, Duration) 
 }
 
 fn qbsdiff(old: &[u8], new: &[u8]) -> (u64, Duration, Duration) {
-    let (delta, create) = timed(|| {
-        let mut patch = Vec::new();
-        qbsdiff::Bsdiff::new(old, new).compare(&mut patch).unwrap();
-        patch
-    });
-    let (rebuilt, apply) = timed(|| {
-        let mut out = Vec::with_capacity(new.len());
-        qbsdiff::Bspatch::new(&delta)
-            .unwrap()
-            .apply(old, &mut out)
-            .unwrap();
-        out
-    });
+    let (delta, create) = timed(|| sevenfold_core::delta::create(old, new).unwrap());
+    let (rebuilt, apply) =
+        timed(|| sevenfold_core::delta::apply(old, &delta, new.len() as u64).unwrap());
     assert!(rebuilt == new, "qbsdiff did not rebuild the file");
     (delta.len() as u64, create, apply)
 }

@@ -10,7 +10,7 @@ CREATE TABLE deployment_deltas (
     deployment_id TEXT   NOT NULL,
     target_sha256 TEXT   NOT NULL,
     base_sha256   TEXT   NOT NULL,
-    format        TEXT   NOT NULL CHECK (format IN ('zstd-prefix')),
+    format        TEXT   NOT NULL CHECK (format IN ('bsdiff4')),
     name          TEXT   NOT NULL,
     delta_sha256  TEXT   NOT NULL,
     delta_length  BIGINT NOT NULL,

@@ -82,11 +82,10 @@ async fn make(
         .await
         .map_err(|e| format!("target {}: {e}", image.image.blob_key))?;
     let target_len = target.len() as u64;
-    let bytes =
-        tokio::task::spawn_blocking(move || delta::create(&base, &target, delta::DEFAULT_LEVEL))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+    let bytes = tokio::task::spawn_blocking(move || delta::create(&base, &target))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     if (bytes.len() as u64).saturating_mul(100) > target_len.saturating_mul(MAX_SHARE_PERCENT) {
         return Ok(None);
     }
