@@ -58,6 +58,11 @@ fn slot_toml(state: &Path) -> String {
 }
 
 fn supervise(state: &Path, health_secs: u64) -> Child {
+    supervise_checking(state, health_secs, 3600)
+}
+
+/// The supervisor, its runtime checking for updates every `interval` s.
+fn supervise_checking(state: &Path, health_secs: u64, interval: u64) -> Child {
     Command::new(support::bin())
         .args([
             "--output",
@@ -70,7 +75,7 @@ fn supervise(state: &Path, health_secs: u64) -> Child {
             &health_secs.to_string(),
             "--",
             "--update-interval",
-            "3600",
+            &interval.to_string(),
         ])
         .env("RUST_LOG", "info")
         .env("SEVENFOLD_APP_HEALTH_SECS", "1")
@@ -222,4 +227,37 @@ fn a_new_runtime_that_exits_at_once_is_rolled_back_and_one_that_stays_up_is_comm
         .as_str()
         .unwrap()
         .contains("security version 2 is below"));
+}
+
+#[test]
+fn a_supervised_runtime_installs_a_new_runtime_and_hands_over_to_it() {
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, device) = f.device("dev1", &v1_file);
+    // The factory runtime runs under the supervisor and checks every second.
+    let supervisor = supervise_checking(&state, 2, 1);
+    let good = runtime_image(
+        &f,
+        "2.0.0",
+        2,
+        &format!("#!/bin/sh\nexec '{}' \"$@\"\n", support::bin()),
+    );
+    let d2 = f.deploy(&good, &[]);
+    // It installs the runtime, exits with 75, and the supervisor starts the
+    // new one on trial and commits it.
+    wait_for("the handover to the new runtime", &state, || {
+        let slot = slot_toml(&state);
+        slot.contains("trial = false") && slot.contains("version = \"2.0.0\"")
+    });
+    wait_for("the new runtime reports its install", &state, || {
+        device_row(&f.show(&d2), &device)["state"] == "installed"
+    });
+    let out = stop(supervisor);
+    let started = started_pids(&out);
+    assert_eq!(started[0].0, "factory", "{out}");
+    assert_eq!(started[1].0, "a", "{out}");
+    assert!(out.contains(r#""event":"committed""#), "{out}");
+    for (_, pid) in &started {
+        assert!(!alive(*pid));
+    }
 }
