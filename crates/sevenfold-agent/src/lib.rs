@@ -66,6 +66,7 @@ mod fsutil;
 pub mod journal;
 pub mod reporter;
 mod rot_backend;
+pub mod runtime;
 mod state;
 mod status;
 pub mod update;
@@ -90,7 +91,10 @@ pub use state::{
 };
 pub use status::{MeasurementStatus, Status, VERDICT_FAIL, VERDICT_PASS};
 pub use update::health::{BootCheck, HealthCheck};
-pub use update::{update_once, TargetOutcome, UpdateError, UpdateReport, UPDATES_DIR};
+pub use update::RunCheck;
+pub use update::{
+    update_once, TargetOutcome, Transfer, UpdateError, UpdateOptions, UpdateReport, UPDATES_DIR,
+};
 pub use whoami::{whoami, WhoAmI, WHOAMI_PATH};
 
 /// `counters.toml`.

@@ -211,6 +211,7 @@ fn sigkill_at_random_points_of_an_update_never_leaves_an_unverified_image() {
         let mut child = Command::new(support::bin())
             .args(["agent", "update", "--now", "--state-dir", s(&state)])
             .env("RUST_LOG", "error")
+            .env("SEVENFOLD_APP_HEALTH_SECS", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

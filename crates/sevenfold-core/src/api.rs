@@ -155,6 +155,10 @@ pub struct UpdateGroup {
     /// Whether devices send crash details (app output tail, full backtrace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_details: Option<bool>,
+    /// Maintenance window `HH:MM-HH:MM` (UTC) for updates that restart
+    /// apps; the empty string clears it (any time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_window: Option<String>,
 }
 
 /// A device group.
@@ -180,6 +184,10 @@ pub struct GroupInfo {
     pub crash_details: bool,
     /// When it was created.
     pub created_at: String,
+    /// Maintenance window (`HH:MM-HH:MM`, UTC) for updates that restart
+    /// apps; absent: any time.
+    #[serde(default)]
+    pub update_window: Option<String>,
 }
 
 /// `POST /manufacturer-cas`: trust a manufacturer CA (server administrators only).

@@ -7,8 +7,10 @@
 //! - [`attestation`]: evidence a device sends to attest, the event log and
 //!   the checks that need no database (quote, log replay).
 //! - [`api`]: request and response bodies of the operator API.
+//! - [`delta`]: binary deltas between two versions of a package file.
 //! - [`update`]: TUF target custom metadata, rollout membership, progress
 //!   reports and deployment bodies.
+//! - [`window`]: update windows and bounded app deferrals.
 //! - [`report`]: failure records a device journals and uploads, and the
 //!   operator bodies for problems, error reports and webhooks.
 //! - [`manifest`]: the application manifest (`app_manifest.json`), validated
@@ -25,7 +27,9 @@
 
 pub mod api;
 pub mod attestation;
+pub mod delta;
 pub mod manifest;
 pub mod package;
 pub mod report;
 pub mod update;
+pub mod window;

@@ -5,6 +5,8 @@
 //! TUF itself (roles, signatures, hashes, expiry) is the `tough` crate's
 //! business on both sides; this module only fixes what Sevenfold adds.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -39,7 +41,35 @@ pub struct TargetCustom {
     pub rollout_percent: u8,
     /// Halted or cancelled: devices that do not have it yet must not start.
     pub halted: bool,
+    /// Binary deltas to this target, by the lowercase hex SHA-256 of the
+    /// package file they start from (see [`crate::delta`]). A device whose
+    /// installed package has that hash may fetch the delta instead; the
+    /// rebuilt file is still checked against this target's signed hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delta: BTreeMap<String, TargetDelta>,
+    /// The group's update window (`HH:MM-HH:MM`, UTC; see
+    /// [`crate::window::UpdateWindow`]): outside it a device may download
+    /// this target but not apply it. Absent: any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_window: Option<String>,
 }
+
+/// One delta of a target, signed with it in the target's custom metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDelta {
+    /// Delta format; only [`crate::delta::FORMAT`] exists.
+    pub format: String,
+    /// Name to fetch it under: `TUF_TARGETS_PATH` + `<sha256>.<name>`.
+    pub name: String,
+    /// Length of the delta file.
+    pub length: u64,
+    /// Lowercase hex SHA-256 of the delta file.
+    pub sha256: String,
+}
+
+/// Suffix of every delta's name: `<component-id>.<base sha256 prefix>.delta`.
+pub const DELTA_SUFFIX: &str = ".delta";
 
 /// Whether `device_id` is among the `percent` share of a rollout of
 /// `deployment_id`: the first eight bytes of
@@ -195,6 +225,16 @@ mod tests {
             deployment_id: "d".into(),
             rollout_percent: 50,
             halted: false,
+            delta: BTreeMap::from([(
+                "ab".repeat(32),
+                TargetDelta {
+                    format: crate::delta::FORMAT.into(),
+                    name: "c.abababab.delta".into(),
+                    length: 10,
+                    sha256: "cd".repeat(32),
+                },
+            )]),
+            update_window: Some("02:00-04:00".into()),
         };
         let json = serde_json::to_value(&custom).unwrap();
         assert_eq!(

@@ -166,6 +166,20 @@ fn absent_capabilities_are_denied() {
 }
 
 #[test]
+fn a_runtime_image_names_its_native_executable() {
+    let runtime = raw(r#", "ImageType": "Runtime""#).replace("app.wasm", "sevenfold");
+    let manifest = AppManifest::from_json(runtime.as_bytes()).unwrap();
+    assert_eq!(manifest.image_type(), ImageType::Runtime);
+    assert_eq!(manifest.entry_point(), "sevenfold");
+    // An application must still be a .wasm module, and a runtime's name is
+    // still a plain file name.
+    let app = raw("").replace("app.wasm", "sevenfold");
+    assert!(AppManifest::from_json(app.as_bytes()).is_err());
+    let path = runtime.replace("\"sevenfold\"", "\"../sevenfold\"");
+    assert!(AppManifest::from_json(path.as_bytes()).is_err());
+}
+
+#[test]
 fn valid_edge_values_are_accepted() {
     let ok = [
         top("ImageType", json!("Runtime")),

@@ -5,10 +5,9 @@
 //! trusted keys, application type, security version not below the
 //! counter), and it is the component the signed target said it was.
 //!
-//! Seam for the compartment host (issue 6): a `HealthCheck` that also
-//! starts the new version in its compartment and requires it to run for a
-//! configured time without crashing implements this same trait, and the
-//! update loop takes it as a parameter.
+//! [`RunCheck`](super::RunCheck) (`run_check.rs`) adds the compartment
+//! check behind the same trait: after `BootCheck`, the new version must run
+//! for a configured time without crashing. The update loop takes either.
 
 use std::collections::BTreeMap;
 use std::path::Path;

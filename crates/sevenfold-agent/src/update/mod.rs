@@ -17,18 +17,27 @@
 //!    not halted, device inside the rollout share, not installed yet):
 //!    refuse a security version below the component's counter; download
 //!    (resumable, bounded by the signed length, checked against the signed
-//!    hash); install to the inactive slot and switch; health-check; commit
+//!    hash) — through a delta from the installed image when the target
+//!    offers one, rebuilt and checked against the full target's signed hash,
+//!    with the full image as fallback (`fetch`); install to the inactive slot and switch; health-check; commit
 //!    and raise the counter, or roll back. Each step is reported to the
 //!    service against the target's deployment.
+//!
+//! Outside the group's update window, or while the app defers its update
+//! (`schedule`), a verified image is staged instead of installed, and a
+//! later round applies it; `UpdateOptions::now` overrides both.
 //!
 //! A round that changed what is installed returns `changed`; the caller
 //! then re-runs measured boot and re-attests, so the service sees the new
 //! measurement.
 
 mod download;
+mod fetch;
 pub mod health;
 mod lock;
-mod slots;
+mod run_check;
+mod schedule;
+pub(crate) mod slots;
 mod transport;
 
 use serde::Serialize;
@@ -40,6 +49,8 @@ use crate::client::{error_chain, ServiceClient};
 use crate::state::security_version_reason;
 use crate::{fsutil, AgentError, StateDir};
 use health::HealthCheck;
+pub use run_check::RunCheck;
+pub use slots::Slot;
 use slots::Slots;
 use transport::DeviceTransport;
 
@@ -47,6 +58,10 @@ use transport::DeviceTransport;
 pub const UPDATES_DIR: &str = "updates";
 const TUF_DIR: &str = "updates/tuf";
 const DOWNLOADS_DIR: &str = "updates/downloads";
+const STAGED_DIR: &str = "updates/staged";
+/// The outcome's reason while a new runtime waits for its supervised start.
+const RESTART_PENDING: &str =
+    "installed to the inactive runtime slot; the supervisor starts and health-checks it";
 const ROOT_FILE: &str = "root.json";
 
 /// Why an update round could not run (per-target problems are outcomes).
@@ -85,10 +100,29 @@ pub struct TargetOutcome {
     /// The deployment.
     pub deployment_id: String,
     /// "installed", "failed", "rolled-back", "up-to-date", "not-in-rollout",
-    /// "halted", "skipped" or "deferred" (network trouble, tried again later).
+    /// "halted", "skipped", "deferred" (network trouble, tried again later)
+    /// "waiting" (downloaded and verified, held back by the update window
+    /// or an app's deferral; applied by a later round) or "restart-pending"
+    /// (a runtime on trial in its slot, for the supervisor to start) or
+    /// "on-trial" (this process is that runtime, being health-checked).
     pub state: String,
     /// Why, for anything but installed and up-to-date.
     pub reason: Option<String>,
+    /// How the image was fetched (zero when it was not).
+    #[serde(flatten)]
+    pub transfer: Transfer,
+}
+
+/// How a target's bytes arrived.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Transfer {
+    /// Length of the file the image was taken from: the delta's when one
+    /// was used, else the full image's (a failed delta attempt is not counted).
+    pub downloaded_bytes: u64,
+    /// Whether the image was rebuilt from a delta.
+    pub delta_used: bool,
+    /// Why an offered delta was not used (the full image was fetched).
+    pub delta_fallback: Option<String>,
 }
 
 /// One round's result.
@@ -102,12 +136,24 @@ pub struct UpdateReport {
     pub recovered: Vec<String>,
     /// Whether the installed images changed (re-boot and re-attest).
     pub changed: bool,
+    /// A new runtime waits on trial in its slot: a supervised runtime exits
+    /// with `runtime::RESTART_EXIT_CODE` so the supervisor starts it.
+    pub runtime_restart: bool,
+}
+
+/// How a round was asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateOptions {
+    /// The operator's `agent update --now`: apply what is found even
+    /// outside the group's update window and despite app deferrals.
+    pub now: bool,
 }
 
 /// Runs one update round; see the module documentation.
 pub async fn update_once(
     state: &StateDir,
     health: &dyn HealthCheck,
+    options: UpdateOptions,
 ) -> Result<UpdateReport, UpdateError> {
     fsutil::create_private_dir(&state.path(UPDATES_DIR))?;
     let lock = lock::UpdateLock::acquire(&state.path(UPDATES_DIR).join("lock"))?;
@@ -125,6 +171,10 @@ pub async fn update_once(
     let client = ServiceClient::with_identity(state, &chain, &state.tls_key()?)?;
     for (_, deployment, reason) in slots.take_unreported()? {
         report_progress(&client, &deployment, "rolled-back", Some(&reason)).await;
+    }
+    let runtime = crate::runtime::RuntimeSlots::new(state);
+    if let Some((deployment, outcome, reason)) = runtime.take_unreported()? {
+        report_progress(&client, &deployment, &outcome, reason.as_deref()).await;
     }
 
     let repo = load_repository(state, &client).await?;
@@ -150,12 +200,14 @@ pub async fn update_once(
             deployment_id: custom.deployment_id.clone(),
             state: state.to_owned(),
             reason,
+            transfer: Transfer::default(),
         };
         let sha256 = hex::encode(target.hashes.sha256.as_ref());
-        if !custom.image_type.to_ascii_lowercase().starts_with("app") {
+        let is_runtime = custom.image_type.eq_ignore_ascii_case("runtime");
+        if !is_runtime && !custom.image_type.to_ascii_lowercase().starts_with("app") {
             report.outcomes.push(outcome(
                 "skipped",
-                Some("runtime self-update is not built yet".into()),
+                Some(format!("unknown image type {:?}", custom.image_type)),
             ));
             continue;
         }
@@ -167,7 +219,33 @@ pub async fn update_once(
             report.outcomes.push(outcome("not-in-rollout", None));
             continue;
         }
-        if active_sha256(state, &custom.component_id)?.as_deref() == Some(sha256.as_str()) {
+        let installed = if is_runtime {
+            let runtime = runtime.load()?;
+            if runtime.failed_sha256.as_deref() == Some(sha256.as_str()) {
+                // Its rollback was reported when it happened.
+                report
+                    .outcomes
+                    .push(outcome("rolled-back", runtime.last_rollback));
+                continue;
+            }
+            if runtime.trial && runtime.package_sha256.as_deref() == Some(sha256.as_str()) {
+                let running = std::env::var(crate::runtime::RUNTIME_SLOT_ENV).ok();
+                if running.as_deref() == runtime.active.map(Slot::name) {
+                    // This process is the trial; the supervisor decides.
+                    report.outcomes.push(outcome("on-trial", None));
+                    continue;
+                }
+                report.runtime_restart = true;
+                report
+                    .outcomes
+                    .push(outcome("restart-pending", Some(RESTART_PENDING.into())));
+                continue;
+            }
+            runtime.package_sha256
+        } else {
+            active_sha256(state, &custom.component_id)?
+        };
+        if installed.as_deref() == Some(sha256.as_str()) {
             report.outcomes.push(outcome("up-to-date", None));
             continue;
         }
@@ -184,23 +262,28 @@ pub async fn update_once(
             }
         }
         report_progress(&client, &custom.deployment_id, "downloading", None).await;
-        let url = client.url(&[
-            "device",
-            "v1",
-            "tuf",
-            "targets",
-            &format!("{sha256}.{}", name.raw()),
-        ]);
-        let bytes = match download::fetch_verified(
-            client.http(),
-            url,
-            &sha256,
-            target.length,
-            &state.path(DOWNLOADS_DIR),
+        let active_path = state
+            .path(crate::state::IMAGES_DIR)
+            .join(format!("{}.imagepackage", custom.component_id));
+        let full = fetch::FullTarget {
+            name: name.raw(),
+            sha256: &sha256,
+            length: target.length,
+        };
+        let fetched = match fetch::fetch(
+            &client,
+            &custom,
+            &full,
+            // A runtime slot holds the executable, not its package: no delta base.
+            installed
+                .as_deref()
+                .filter(|_| !is_runtime)
+                .map(|h| (active_path.as_path(), h)),
+            (&state.path(DOWNLOADS_DIR), &state.path(STAGED_DIR)),
         )
         .await
         {
-            Ok(bytes) => bytes,
+            Ok(fetched) => fetched,
             Err(download::DownloadError::Network(e)) => {
                 report.outcomes.push(outcome("deferred", Some(e)));
                 continue;
@@ -212,7 +295,58 @@ pub async fn update_once(
                 continue;
             }
         };
-        let image = slots.install_trial(&custom.component_id, &bytes, &custom.deployment_id)?;
+        let transfer = Transfer {
+            downloaded_bytes: fetched.downloaded_bytes,
+            delta_used: fetched.delta_used,
+            delta_fallback: fetched.delta_fallback.clone(),
+        };
+        let outcome = |state: &str, reason: Option<String>| TargetOutcome {
+            transfer: transfer.clone(),
+            ..outcome(state, reason)
+        };
+        if !options.now {
+            let now = jiff::Timestamp::now().as_second();
+            let window = custom.update_window.as_deref();
+            if let Some(why) = schedule::hold(state, &custom.component_id, &sha256, window, now)? {
+                fetch::stage(&state.path(STAGED_DIR), &sha256, &fetched.bytes)?;
+                tracing::info!(component = %custom.component_id, reason = %why, "update held back");
+                report_progress(&client, &custom.deployment_id, "downloading", Some(&why)).await;
+                report.outcomes.push(outcome("waiting", Some(why)));
+                continue;
+            }
+        }
+        if is_runtime {
+            let target = (
+                custom.component_id.as_str(),
+                sha256.as_str(),
+                custom.deployment_id.as_str(),
+            );
+            match crate::runtime::install_runtime(state, rot.as_ref(), &fetched.bytes, target)? {
+                Ok((slot, version)) => {
+                    fetch::unstage(&state.path(STAGED_DIR), &sha256);
+                    tracing::info!(%version, slot = slot.name(), "runtime installed on trial");
+                    report_progress(
+                        &client,
+                        &custom.deployment_id,
+                        "downloading",
+                        Some(RESTART_PENDING),
+                    )
+                    .await;
+                    report.runtime_restart = true;
+                    report
+                        .outcomes
+                        .push(outcome("restart-pending", Some(RESTART_PENDING.into())));
+                }
+                Err(reason) => {
+                    report_progress(&client, &custom.deployment_id, "failed", Some(&reason)).await;
+                    report.outcomes.push(outcome("failed", Some(reason)));
+                }
+            }
+            continue;
+        }
+        let image =
+            slots.install_trial(&custom.component_id, &fetched.bytes, &custom.deployment_id)?;
+        fetch::unstage(&state.path(STAGED_DIR), &sha256);
         report.changed = true;
         match health.check(state, rot.as_ref(), &image, &custom.component_id)? {
             Ok(verified) => {
@@ -332,7 +466,7 @@ fn active_sha256(state: &StateDir, component: &str) -> Result<Option<String>, Ag
     Ok(Some(hasher.finish().to_hex()))
 }
 
-fn raise_counter(
+pub(crate) fn raise_counter(
     state: &StateDir,
     rot: &dyn RootOfTrust,
     component: &str,

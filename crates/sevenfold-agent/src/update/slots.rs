@@ -36,7 +36,7 @@ pub(crate) const INTERRUPTED: &str =
 /// One of the two slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Slot {
+pub enum Slot {
     /// Slot A.
     A,
     /// Slot B.
@@ -44,10 +44,19 @@ pub(crate) enum Slot {
 }
 
 impl Slot {
-    fn other(self) -> Slot {
+    /// The slot that is not this one.
+    pub fn other(self) -> Slot {
         match self {
             Slot::A => Slot::B,
             Slot::B => Slot::A,
+        }
+    }
+
+    /// `"a"` or `"b"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::A => "a",
+            Slot::B => "b",
         }
     }
 
@@ -287,10 +296,12 @@ impl<'a> Slots<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn state() -> (tempfile::TempDir, StateDir) {
+    /// A freshly initialised device state directory (shared by the
+    /// update module's tests).
+    pub(crate) fn state() -> (tempfile::TempDir, StateDir) {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         let (_, ca_pem, _) = sevenfold_pki::ServiceCa::generate("test service").unwrap();

@@ -56,13 +56,22 @@ pub(crate) enum AgentCommand {
     /// uploaded over mutual TLS whenever the device holds a certificate
     /// (`[reporting]` in agent.toml tunes the bound and intervals).
     Run(AgentRunArgs),
-    /// Fetch and apply updates now: boot and attest, walk the device group's
+    /// Check for updates and apply them: boot and attest, walk the device group's
     /// TUF repository, install each new image to its inactive slot,
     /// health-check it, then commit and raise its anti-rollback counter or
     /// roll back; after a change, boot again and re-attest. Prints the
     /// outcome per target (`--output json`: `targets_version`, `outcomes`,
     /// `recovered`, `changed`, `attestation`).
     Update(AgentUpdateArgs),
+    /// Run the runtime under a tiny supervisor (what the systemd unit
+    /// starts): runs the active runtime slot's `sevenfold agent run` (the
+    /// factory runtime, this executable, until a runtime update is
+    /// installed); a new runtime on trial that exits within the health-check
+    /// period is rolled back to the previous one and that one started; one
+    /// that stays up is committed and its anti-rollback counter raised.
+    /// Prints one line per event (`--output json`: one object per line with
+    /// `event` = started, committed, rolled-back or exited).
+    Supervise(AgentSuperviseArgs),
     /// Show what the agent last did (`status.json`).
     Status(AgentStatusArgs),
     /// Print an app's output (standard output and error), by name or
@@ -150,16 +159,51 @@ pub(crate) struct AgentRunArgs {
     /// `ISU0=/dev/ttyS0`. Repeatable.
     #[arg(long = "uart", value_name = "NAME=DEVICE")]
     pub(crate) uarts: Vec<String>,
+    #[command(flatten)]
+    pub(crate) health: AppHealthArg,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct AgentUpdateArgs {
     #[command(flatten)]
     pub(crate) state: StateDirArg,
-    /// Check now rather than waiting for the running agent's next interval
-    /// (the only mode so far; the flag keeps the command's meaning explicit).
-    #[arg(long, required = true)]
+    /// Apply what is found now, even outside the group's update window and
+    /// despite app deferrals (the operator's override). Without it the round
+    /// behaves like the running agent's scheduled check: outside the window,
+    /// or while an app defers, updates are downloaded and verified but
+    /// applied only by a later round.
+    #[arg(long)]
     pub(crate) now: bool,
+    #[command(flatten)]
+    pub(crate) health: AppHealthArg,
+}
+
+/// The compartment health check of app updates.
+#[derive(Debug, Args)]
+pub(crate) struct AppHealthArg {
+    /// Seconds a new app version must run in its compartment without
+    /// crashing (trap, limit, non-zero exit) before its update is committed;
+    /// 0 checks only what boot checks.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SEVENFOLD_APP_HEALTH_SECS",
+        default_value_t = 10
+    )]
+    pub(crate) app_health_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentSuperviseArgs {
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    /// Seconds a new runtime must stay up before it is committed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub(crate) health_period: u64,
+    /// Further arguments for `agent run` (after `--`), e.g.
+    /// `-- --update-interval 3600 --peripherals linux`.
+    #[arg(last = true, value_name = "RUN_ARGS")]
+    pub(crate) run_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -341,6 +341,19 @@ pub(crate) enum DeviceGroupCommand {
         crash_details: Option<Switch>,
         #[command(flatten)]
         settings: GroupSettings,
+        /// Maintenance window, `HH:MM-HH:MM` in UTC (e.g. "02:00-04:00";
+        /// "22:00-02:00" spans midnight): devices apply updates that restart
+        /// apps only inside it (they may download earlier; `agent update
+        /// --now` overrides it).
+        #[arg(
+            long,
+            value_name = "HH:MM-HH:MM",
+            conflicts_with = "clear_update_window"
+        )]
+        update_window: Option<String>,
+        /// Remove the maintenance window: updates apply at any time.
+        #[arg(long)]
+        clear_update_window: bool,
     },
     /// Delete a device group (refused while devices are in it).
     Delete {

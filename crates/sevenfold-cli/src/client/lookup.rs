@@ -99,6 +99,7 @@ mod tests {
             rollout_percent: 100,
             crash_details: false,
             created_at: String::new(),
+            update_window: None,
         }
     }
 

@@ -300,7 +300,13 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             )
         }
         AgentCommand::Run(args) => run_agent(mode, &args).await,
-        AgentCommand::Update(args) => agent_update::update_now(mode, &args.state).await,
+        AgentCommand::Update(args) => {
+            let options = sevenfold_agent::UpdateOptions { now: args.now };
+            let health = sevenfold_agent::RunCheck {
+                period: std::time::Duration::from_secs(args.health.app_health_secs),
+            };
+            agent_update::update_now(mode, &args.state, options, health).await
+        }
         AgentCommand::Status(args) => {
             let state = open(&args.state)?;
             let status = state.read_status()?.with_context(|| {
@@ -312,6 +318,7 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
             success(mode, &status)
         }
         AgentCommand::Logs(args) => app_logs(&args).await,
+        AgentCommand::Supervise(args) => super::agent_supervise::run(mode, &args).await,
         AgentCommand::Whoami(args) => {
             let state = open(&args.state)?;
             let answer = sevenfold_agent::whoami(&state)
@@ -325,6 +332,9 @@ pub(crate) async fn run(mode: OutputMode, command: AgentCommand) -> anyhow::Resu
 async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<ExitCode> {
     let once = args.once;
     let update_interval = std::time::Duration::from_secs(args.update_interval.max(1));
+    let health = sevenfold_agent::RunCheck {
+        period: std::time::Duration::from_secs(args.health.app_health_secs),
+    };
     init_logging(mode == OutputMode::Json);
     let peripherals = peripherals(args)?;
     // Listen before the boot, so a signal during it is not lost.
@@ -386,11 +396,12 @@ async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<Exit
         // images ends this boot, and the loop boots again so the new images
         // are measured, attested and started.
         let (restart_tx, restart_rx) = tokio::sync::watch::channel(false);
+        let runtime_installed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let updater = tokio::spawn(agent_update::update_loop(
             mode,
             state,
-            update_interval,
-            restart_tx,
+            (update_interval, health),
+            (restart_tx, std::sync::Arc::clone(&runtime_installed)),
             stop_rx.clone(),
         ));
         let shutdown = agent_update::until_either(stop_rx.clone(), restart_rx);
@@ -416,6 +427,20 @@ async fn run_agent(mode: OutputMode, args: &AgentRunArgs) -> anyhow::Result<Exit
             .context("cannot record the apps' final status")?;
         if *stop_rx.borrow() {
             return Ok(ExitCode::SUCCESS);
+        }
+        if runtime_installed.load(std::sync::atomic::Ordering::SeqCst) {
+            if std::env::var_os(sevenfold_agent::runtime::SUPERVISED_ENV).is_some() {
+                tracing::info!(
+                    "a new runtime is installed; exiting for the supervisor to start it"
+                );
+                return Ok(ExitCode::from(
+                    u8::try_from(sevenfold_agent::runtime::RESTART_EXIT_CODE).unwrap_or(1),
+                ));
+            }
+            tracing::warn!(
+                "a new runtime is installed; it starts under `sevenfold agent supervise` \
+                 (this agent is not supervised, so it keeps running the current one)"
+            );
         }
         tracing::info!("the installed images changed; booting again to measure them");
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use sevenfold_agent::{
-    update_once, Agent, AttestError, Attestation, BootCheck, RuntimeImage, UpdateError,
-    UpdateReport,
+    update_once, Agent, AttestError, Attestation, RunCheck, RuntimeImage, UpdateError,
+    UpdateOptions, UpdateReport,
 };
 use tokio::sync::watch;
 
@@ -75,6 +75,8 @@ fn verdict_text(outcome: &Result<Attestation, AttestError>) -> String {
 pub(super) async fn update_now(
     mode: OutputMode,
     state_dir: &crate::cli::StateDirArg,
+    options: UpdateOptions,
+    health: RunCheck,
 ) -> anyhow::Result<ExitCode> {
     init_logging(mode == OutputMode::Json);
     let state = open(state_dir)?;
@@ -99,7 +101,7 @@ pub(super) async fn update_now(
         }
     }
     drop(agent);
-    let update = update_once(&state, &BootCheck)
+    let update = update_once(&state, &health, options)
         .await
         .context("the update round did not run")?;
     let mut attestation = None;
@@ -132,10 +134,14 @@ struct UpdateLine<'a> {
 pub(super) async fn update_loop(
     mode: OutputMode,
     state: sevenfold_agent::StateDir,
-    interval: Duration,
-    restart: watch::Sender<bool>,
+    (interval, health): (Duration, RunCheck),
+    restart: (
+        watch::Sender<bool>,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ),
     mut stop: watch::Receiver<bool>,
 ) {
+    let (restart, runtime_installed) = restart;
     let mut delay = FIRST_CHECK;
     loop {
         tokio::select! {
@@ -143,7 +149,7 @@ pub(super) async fn update_loop(
             _ = stop.changed() => return,
         }
         delay = jittered(interval);
-        match update_once(&state, &BootCheck).await {
+        match update_once(&state, &health, UpdateOptions::default()).await {
             Ok(report) => {
                 match mode {
                     OutputMode::Json => println!(
@@ -162,7 +168,15 @@ pub(super) async fn update_loop(
                         }
                     }
                 }
-                if report.changed {
+                // Only a supervisor can start the new runtime; unsupervised,
+                // the round's outcome says it waits for one.
+                let supervised =
+                    std::env::var_os(sevenfold_agent::runtime::SUPERVISED_ENV).is_some();
+                let runtime = report.runtime_restart && supervised;
+                if runtime {
+                    runtime_installed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                if report.changed || runtime {
                     let _ = restart.send(true);
                     return;
                 }

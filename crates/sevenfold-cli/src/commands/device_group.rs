@@ -62,6 +62,12 @@ impl Render for GroupInfo {
                     "crash details",
                     if self.crash_details { "on" } else { "off" }.to_owned(),
                 ),
+                (
+                    "update window",
+                    self.update_window
+                        .as_ref()
+                        .map_or_else(|| "any time".to_owned(), |w| format!("{w} UTC")),
+                ),
                 ("created", self.created_at.clone()),
             ])
         )
@@ -151,6 +157,8 @@ pub(crate) async fn run(mode: OutputMode, args: DeviceGroupArgs) -> anyhow::Resu
             name,
             crash_details,
             settings,
+            update_window,
+            clear_update_window,
         } => {
             let body = UpdateGroup {
                 name,
@@ -159,10 +167,16 @@ pub(crate) async fn run(mode: OutputMode, args: DeviceGroupArgs) -> anyhow::Resu
                 runtime_feed: settings.runtime_feed.map(|f| f.as_str().to_owned()),
                 rollout_percent: settings.rollout_percent,
                 crash_details: crash_details.map(Switch::is_on),
+                update_window: if clear_update_window {
+                    Some(String::new())
+                } else {
+                    update_window
+                },
             };
             anyhow::ensure!(
                 body != UpdateGroup::default(),
-                "nothing to change: pass --name, --description, --update-policy, --runtime-feed, --rollout-percent or --crash-details"
+                "nothing to change: pass --name, --description, --update-policy, --runtime-feed, \
+                 --rollout-percent, --crash-details, --update-window or --clear-update-window"
             );
             let found = client.resolve_group(&tenant, &group).await?;
             let updated: GroupInfo = client

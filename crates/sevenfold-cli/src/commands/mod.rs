@@ -5,6 +5,7 @@
 //! commands and quickstart are `async` and run on the runtime `main` builds.
 
 mod agent;
+mod agent_supervise;
 mod agent_update;
 mod audit;
 mod completions;

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+pub mod fleet;
+
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -27,6 +29,8 @@ pub fn sevenfold(args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)
         .env("RUST_LOG", "warn")
+        // App updates must run 1 s in their compartment (not the default 10 s).
+        .env("SEVENFOLD_APP_HEALTH_SECS", "1")
         .output()
         .unwrap()
 }

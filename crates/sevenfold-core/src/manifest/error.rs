@@ -161,7 +161,7 @@ pub enum ProblemKind {
         /// Why.
         reason: String,
     },
-    /// The entry point is not a plain `*.wasm` file name.
+    /// The entry point is not a plain file name (`*.wasm` for applications).
     BadEntryPoint {
         /// Why.
         reason: String,

@@ -214,7 +214,8 @@ impl AppManifest {
 
     /// `EntryPoint`: the payload's file name; 1 to 128 ASCII letters, digits,
     /// `-`, `_` and `.`, starting with a letter, digit or `_`, ending in
-    /// `.wasm`, never containing `..` (so never a path).
+    /// `.wasm` for applications (a runtime names its executable), never
+    /// containing `..` (so never a path).
     pub fn entry_point(&self) -> &str {
         &self.entry_point
     }

@@ -117,6 +117,16 @@ impl Reader {
             None => Some(ImageType::default()),
             Some((path, v)) => self.image_type(&path, v),
         };
+        // An application is a WebAssembly module; a runtime image carries
+        // the runtime's native executable, named as it likes.
+        let entry_point = match (entry_point, image_type) {
+            (Some(e), Some(ImageType::Application)) if !e.ends_with(".wasm") => {
+                let path = format!("{ROOT}.EntryPoint");
+                let reason = "it must end in '.wasm'".to_owned();
+                self.reject(&path, ProblemKind::BadEntryPoint { reason })
+            }
+            (e, _) => e,
+        };
         let capabilities = match optional(top, ROOT, "Capabilities") {
             None => Some(Capabilities::default()),
             Some((path, v)) => self.capabilities(&path, v, component_id),
@@ -490,9 +500,6 @@ fn check_entry_point(entry_point: &str) -> Result<(), String> {
             "it is {} characters long; at most {MAX_ENTRY_POINT_LEN} are allowed",
             entry_point.len()
         ));
-    }
-    if !entry_point.ends_with(".wasm") {
-        return Err("it must end in '.wasm'".into());
     }
     Ok(())
 }

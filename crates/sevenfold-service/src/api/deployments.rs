@@ -13,7 +13,7 @@ use super::extract::JsonBody;
 use super::AppState;
 use crate::auth::{Access, Operator};
 use crate::store::{AuditOutcome, DeploymentImage, DeploymentStatus, NewDeployment, UpdatePolicy};
-use crate::updates::{repo, rollout, Expiry};
+use crate::updates::{delta, repo, rollout, Expiry};
 
 /// Most images in one deployment.
 const MAX_IMAGES: usize = 64;
@@ -125,6 +125,15 @@ pub(crate) async fn create_deployment(
             file_length,
         });
     }
+    // Deltas from the group's previous version of each component, made
+    // before the new deployment supersedes it (none is fine: full images).
+    let mut deltas = Vec::new();
+    for image in &images {
+        if let Some(d) = delta::prepare(&state.store, &state.blobs, &tenant, &group.id, image).await
+        {
+            deltas.push(d);
+        }
+    }
     let deployment = state
         .store
         .create_deployment(
@@ -137,6 +146,10 @@ pub(crate) async fn create_deployment(
                 created_by: operator.name().to_owned(),
             },
         )
+        .await?;
+    state
+        .store
+        .add_deployment_deltas(&tenant, &deployment.id, &deltas)
         .await?;
     let targets_version = repo::publish(
         &state.store,
@@ -154,6 +167,7 @@ pub(crate) async fn create_deployment(
             &deployment.id,
             AuditOutcome::Ok,
             serde_json::json!({"group": group.id, "images": body.images, "percent": percent,
+                "deltas": deltas.iter().map(|d| &d.name).collect::<Vec<_>>(),
                 "max_failure_percent": max_failure_percent, "targets_version": targets_version}),
         )
         .await?;

@@ -26,6 +26,7 @@ pub(crate) fn group_info(g: &DeviceGroup) -> GroupInfo {
         rollout_percent: g.rollout_percent,
         crash_details: g.crash_details,
         created_at: timestamp(g.created_at),
+        update_window: g.update_window.clone(),
     }
 }
 
@@ -251,7 +252,17 @@ pub(crate) async fn show_group(
     Ok(Json(group_info(&state.store.group(&tenant, &group).await?)))
 }
 
-/// Changes a device group's name, description, update policy, runtime feed or rollout percentage.
+/// A group's update window from the API's spelling: `""` clears it.
+fn window(text: &str) -> Result<Option<String>, ApiError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    sevenfold_core::window::UpdateWindow::parse(text)
+        .map(|w| Some(w.to_string()))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Changes a device group's name, description, update policy, runtime feed, rollout percentage or update window.
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant}/device-groups/{group}", tag = "device-groups", request_body = UpdateGroup, responses((status = 200, body = GroupInfo)))]
 pub(crate) async fn update_group(
     State(state): State<AppState>,
@@ -278,8 +289,14 @@ pub(crate) async fn update_group(
         runtime_feed: body.runtime_feed.as_deref().map(feed).transpose()?,
         rollout_percent: body.rollout_percent.map(percent).transpose()?,
         crash_details: body.crash_details,
+        update_window: body.update_window.as_deref().map(window).transpose()?,
     };
+    let window_changed = update.update_window.is_some();
     let updated = state.store.update_group(&tenant, &group, update).await?;
+    if window_changed {
+        // The window is signed into the group's targets: re-sign them.
+        crate::updates::republish_if_published(&state, &tenant, &group).await?;
+    }
     state
         .audit(
             &operator,

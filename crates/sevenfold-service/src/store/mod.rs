@@ -43,12 +43,13 @@
 //! tokens, roles, tenants), `products.rs` (products, groups), `devices.rs`
 //! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images),
 //! `tuf.rs` (TUF keys and metadata), `deployments.rs` (deployments, device
-//! progress), `audit.rs` (the hash-chained audit log), `failures.rs` (failure
+//! progress), `deltas.rs` (binary deltas published with deployments), `audit.rs` (the hash-chained audit log), `failures.rs` (failure
 //! reports, problems, retention), `ingest.rs` (batched, idempotent ingest of
 //! failure reports), `webhooks.rs` (webhooks and their delivery queue).
 
 mod attestation;
 mod audit;
+mod deltas;
 mod deployments;
 mod devices;
 mod error;
@@ -74,6 +75,7 @@ pub use attestation::{
     AttestationRecord, NewNonce, RateLimit, RuntimeRelease, TenantCaRecord, VerdictWrite,
 };
 pub use audit::GENESIS_HASH;
+pub use deltas::DeploymentDelta;
 pub use deployments::{
     Deployment, DeploymentImage, DeploymentStatus, DeviceProgress, NewDeployment, ProgressState,
 };
@@ -117,6 +119,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "failures",
         include_str!("../../migrations/0004_failures.sql"),
+    ),
+    (
+        5,
+        "deltas_windows",
+        include_str!("../../migrations/0005_deltas_windows.sql"),
     ),
     (
         6,

@@ -196,6 +196,9 @@ pub struct DeviceGroup {
     pub crash_details: bool,
     /// When it was created (unix ms).
     pub created_at: i64,
+    /// Maintenance window (`HH:MM-HH:MM`, UTC) for updates that restart
+    /// apps; `None`: any time.
+    pub update_window: Option<String>,
 }
 
 /// The fields of a group to create.
@@ -241,6 +244,8 @@ pub struct GroupUpdate {
     pub rollout_percent: Option<u8>,
     /// Crash details on or off.
     pub crash_details: Option<bool>,
+    /// New update window: `Some(None)` clears it (validated by the caller).
+    pub update_window: Option<Option<String>>,
 }
 
 /// A manufacturer CA the server trusts to endorse device keys.

@@ -52,7 +52,7 @@ pub const DEFAULT_GROUPS: [(&str, &str, UpdatePolicy, RuntimeFeed); 5] = [
 macro_rules! group_columns {
     () => {
         "id, tenant_id, product_id, name, description, update_policy, runtime_feed, \
-         rollout_percent, crash_details, created_at"
+         rollout_percent, crash_details, created_at, update_window"
     };
 }
 
@@ -83,6 +83,7 @@ fn group_from_row(row: &AnyRow) -> Result<DeviceGroup, StoreError> {
         rollout_percent,
         crash_details: col::<i64>(row, "crash_details")? != 0,
         created_at: col(row, "created_at")?,
+        update_window: col(row, "update_window")?,
     })
 }
 
@@ -103,7 +104,7 @@ async fn insert_group(
     sqlx::query(concat!(
         "INSERT INTO device_groups (",
         group_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     ))
     .bind(&group.id)
     .bind(&group.tenant_id)
@@ -115,6 +116,7 @@ async fn insert_group(
     .bind(i64::from(group.rollout_percent))
     .bind(i64::from(group.crash_details))
     .bind(group.created_at)
+    .bind(group.update_window.as_deref())
     .execute(&mut *conn)
     .await
     .map_err(|e| {
@@ -178,6 +180,7 @@ impl Store {
                 rollout_percent: 100,
                 crash_details: false,
                 created_at: now,
+                update_window: None,
             };
             insert_group(&mut tx, &group).await?;
             groups.push(group);
@@ -287,6 +290,7 @@ impl Store {
             rollout_percent: new.rollout_percent,
             crash_details: false,
             created_at: now_millis(),
+            update_window: None,
         };
         let mut conn = self.pool().acquire().await?;
         match insert_group(&mut conn, &group).await {
@@ -372,7 +376,8 @@ impl Store {
                update_policy = COALESCE($5, update_policy), \
                runtime_feed = COALESCE($6, runtime_feed), \
                rollout_percent = COALESCE($7, rollout_percent), \
-               crash_details = COALESCE($8, crash_details) \
+               update_window = CASE WHEN $8 = 1 THEN $9 ELSE update_window END, \
+               crash_details = COALESCE($10, crash_details) \
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant_id)
@@ -382,6 +387,8 @@ impl Store {
         .bind(update.update_policy.map(UpdatePolicy::as_str))
         .bind(update.runtime_feed.map(RuntimeFeed::as_str))
         .bind(update.rollout_percent.map(i64::from))
+        .bind(i64::from(update.update_window.is_some()))
+        .bind(update.update_window.clone().flatten())
         .bind(update.crash_details.map(i64::from))
         .execute(self.pool())
         .await

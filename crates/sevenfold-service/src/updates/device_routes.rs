@@ -7,8 +7,10 @@
 //!   `root.json` / `snapshot.json` / `targets.json` (newest) for clients
 //!   without consistent snapshots.
 //! - `GET /device/v1/tuf/targets/{sha256}.{name}`: a package file, only if a
-//!   live deployment of the group publishes it; honours `Range: bytes=N-`
-//!   so a cut download resumes.
+//!   live deployment of the group publishes it, or a delta file a live
+//!   deployment publishes with a target; honours `Range: bytes=N-` so a cut
+//!   download resumes. Bytes sent are counted in
+//!   `sevenfold_update_bytes_served_total{kind="full"|"delta"}`.
 //! - `POST /device/v1/updates/progress`: a [`ProgressReport`].
 
 use axum::body::Body;
@@ -115,16 +117,27 @@ pub(crate) async fn target(
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(missing());
     }
-    let image = state
+    let hash = hash.to_ascii_lowercase();
+    let (blob_key, kind) = match state
         .store
-        .live_target(&device.tenant_id, &group, &hash.to_ascii_lowercase())
+        .live_target(&device.tenant_id, &group, &hash)
         .await?
-        .ok_or_else(missing)?;
+    {
+        Some(image) => (image.blob_key, "full"),
+        None => (
+            state
+                .store
+                .live_delta(&device.tenant_id, &group, &hash)
+                .await?
+                .ok_or_else(missing)?,
+            "delta",
+        ),
+    };
     let mut blob = state
         .blobs
-        .open_blob(&image.blob_key)
+        .open_blob(&blob_key)
         .await
-        .map_err(|e| ApiError::Internal(format!("image blob {}: {e}", image.id)))?;
+        .map_err(|e| ApiError::Internal(format!("blob {blob_key}: {e}")))?;
     let length = blob
         .metadata()
         .await
@@ -140,6 +153,8 @@ pub(crate) async fn target(
         Some(Err(_)) => return Err(ApiError::BadRequest("unreadable Range header".into())),
     };
     let offset = start.unwrap_or(0);
+    metrics::counter!("sevenfold_update_bytes_served_total", "kind" => kind)
+        .increment(length - offset);
     blob.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -3,6 +3,7 @@
 //!
 //! - `keys`: the repository's Ed25519 keys, wrapped at rest.
 //! - `repo`: signing root, targets, snapshot and timestamp with `tough`.
+//! - `delta`: binary deltas from the group's previous version of a component.
 //! - `rollout`: progress accounting and the automatic halt.
 //! - `rotate`: root and targets key rotation with thresholds.
 //! - `device_routes`: `/device/v1/tuf/…` and `/device/v1/updates/progress`.
@@ -13,6 +14,7 @@
 //! computes its membership with [`sevenfold_core::update::in_rollout`], the
 //! same function the service uses to count who is targeted.
 
+pub(crate) mod delta;
 pub(crate) mod device_routes;
 pub(crate) mod keys;
 pub(crate) mod repo;
@@ -54,6 +56,26 @@ impl From<UpdateError> for crate::api::error::ApiError {
             other => crate::api::error::ApiError::Internal(other.to_string()),
         }
     }
+}
+
+/// Publishes the group's targets again if it has any (after a change to
+/// what they sign, such as the group's update window).
+pub(crate) async fn republish_if_published(
+    state: &crate::api::AppState,
+    tenant_id: &str,
+    group_id: &str,
+) -> Result<(), UpdateError> {
+    if state
+        .store
+        .latest_tuf_metadata(group_id, "targets")
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let expiry = Expiry::with_timestamp_secs(state.config.tuf_timestamp_ttl_secs);
+    repo::publish(&state.store, &state.wrap, tenant_id, group_id, &expiry).await?;
+    Ok(())
 }
 
 /// Re-signs timestamps (and older roles near expiry) of every group whose

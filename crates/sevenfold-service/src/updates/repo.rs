@@ -10,14 +10,15 @@
 //! Layout (TUF 1.0, consistent snapshots): `N.root.json`, `N.targets.json`,
 //! `N.snapshot.json`, `timestamp.json`; targets as `<sha256>.<name>`. The
 //! targets are the images of the group's live deployments, newest deployment
-//! first, one target per component (`<component-id>.imagepackage`).
+//! first, one target per component (`<component-id>.imagepackage`), each
+//! with the deltas to it in its custom metadata (`updates::delta`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU64;
 
 use aws_lc_rs::rand::SystemRandom;
 use serde::Serialize;
-use sevenfold_core::update::{TargetCustom, TARGET_SUFFIX};
+use sevenfold_core::update::{TargetCustom, TargetDelta, TARGET_SUFFIX};
 use sevenfold_pki::KeyWrap;
 use tough::editor::signed::SignedRole;
 use tough::key_source::KeySource;
@@ -232,7 +233,9 @@ async fn build_targets(
 ) -> Result<Targets, UpdateError> {
     let mut targets = Targets::new(SPEC_VERSION.to_owned(), v, expires);
     let mut seen = BTreeSet::new();
+    let update_window = store.group(tenant_id, group_id).await?.update_window;
     for deployment in store.live_deployments(tenant_id, group_id).await? {
+        let deltas = store.deployment_deltas(tenant_id, &deployment.id).await?;
         for published in store.deployment_images(tenant_id, &deployment.id).await? {
             let image = &published.image;
             if !seen.insert(image.component_id.clone()) {
@@ -247,6 +250,20 @@ async fn build_targets(
                 deployment_id: deployment.id.clone(),
                 rollout_percent: deployment.percent,
                 halted: deployment.status == DeploymentStatus::Halted,
+                delta: deltas
+                    .iter()
+                    .filter(|d| d.target_sha256 == published.file_sha256)
+                    .map(|d| {
+                        let delta = TargetDelta {
+                            format: d.format.clone(),
+                            name: d.name.clone(),
+                            length: u64::try_from(d.delta_length).unwrap_or(0),
+                            sha256: d.delta_sha256.clone(),
+                        };
+                        (d.base_sha256.clone(), delta)
+                    })
+                    .collect(),
+                update_window: update_window.clone(),
             };
             let custom = match serde_json::to_value(&custom) {
                 Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
