@@ -187,7 +187,7 @@ impl Store {
             group.is_some(),
             after.is_some(),
             true,
-            None,
+            false,
         )))
         .bind(tenant_id.to_owned())
         .bind(since);
@@ -203,11 +203,11 @@ impl Store {
 
     /// The whole error report (as [`Store::report_page`] pages it), in
     /// chunks of [`REPORT_CHUNK`] rows, so a report of millions of rows is
-    /// never held in memory. Each chunk is one keyset-paged query whose rows
-    /// the database packs into a single text (JSON arrays joined by
-    /// newlines, in report order): the driver moves one value per chunk
-    /// instead of ten per row, which is most of the cost of reading a large
-    /// report. A task reads a few chunks ahead; dropping the receiver stops
+    /// never held in memory. Each chunk is one keyset-paged query; on SQLite
+    /// the database packs its rows into a single text (JSON arrays joined by
+    /// newlines, in report order), so the driver moves one value per chunk
+    /// instead of ten per row, which was most of the cost of reading a
+    /// large report. A task reads a few chunks ahead; dropping the receiver stops
     /// it. An error ends the stream.
     pub fn report_export(
         &self,
@@ -252,17 +252,18 @@ impl Store {
         group: Option<&str>,
         after: Option<&ReportCursor>,
     ) -> Result<Vec<ReportRow>, StoreError> {
-        let rows = report_sql(group.is_some(), after.is_some(), true, Some(self.backend()));
-        let sql = match self.backend() {
-            Backend::Sqlite => format!(
-                "SELECT group_concat(line, char(10) ORDER BY k1 DESC, k2 DESC, k3 DESC) \
-                 FROM ({rows}) AS page"
-            ),
-            Backend::Postgres => format!(
-                "SELECT string_agg(line, chr(10) ORDER BY k1 DESC, k2 DESC, k3 DESC) \
-                 FROM ({rows}) AS page"
-            ),
-        };
+        if self.backend() == Backend::Postgres {
+            // PostgreSQL's driver moves rows cheaply, and packing them there
+            // measured slower (5.2 s against 4.2 s for a million rows).
+            return self
+                .report_page(tenant_id, since, group, after, REPORT_CHUNK as u32)
+                .await;
+        }
+        let rows = report_sql(group.is_some(), after.is_some(), true, true);
+        let sql = format!(
+            "SELECT group_concat(line, char(10) ORDER BY k1 DESC, k2 DESC, k3 DESC) \
+             FROM ({rows}) AS page"
+        );
         let mut query = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id.to_owned())
             .bind(since);
@@ -575,17 +576,17 @@ pub const REPORT_CHUNK: usize = 10_000;
 /// PostgreSQL and SQLite match against that index. Parameters: $1 tenant,
 /// $2 since, then the group, the keyset (3) and the limit, each if asked for.
 ///
-/// `packed`: each row as one JSON array text, `line` (read by
+/// `packed` (SQLite): each row as one JSON array text, `line` (read by
 /// `unpack_report_row`), beside its sort keys `k1`, `k2`, `k3`.
-fn report_sql(group: bool, keyset: bool, limit: bool, packed: Option<Backend>) -> String {
+fn report_sql(group: bool, keyset: bool, limit: bool, packed: bool) -> String {
     // Column order is what `report_row` and `packed_report_row` read.
     const COLUMNS: &str = "r.device_id, r.record_id, d.group_id, r.at, r.received_at, \
         r.component_id, r.component_version, r.kind, r.reason, r.problem_id";
     const KEYS: &str = "r.received_at AS k1, r.device_id AS k2, r.record_id AS k3";
-    let select = match packed {
-        None => COLUMNS.to_owned(),
-        Some(Backend::Sqlite) => format!("json_array({COLUMNS}) AS line, {KEYS}"),
-        Some(Backend::Postgres) => format!("json_build_array({COLUMNS})::text AS line, {KEYS}"),
+    let select = if packed {
+        format!("json_array({COLUMNS}) AS line, {KEYS}")
+    } else {
+        COLUMNS.to_owned()
     };
     let mut sql = format!(
         "SELECT {select} FROM failure_reports r LEFT JOIN devices d \
