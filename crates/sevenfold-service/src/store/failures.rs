@@ -114,7 +114,11 @@ pub struct IngestOutcome {
 }
 
 /// One row of the error report.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its fields are in the order of the report query's columns: the packed
+/// form of a row (a JSON array of those columns) deserialises into it
+/// directly.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 pub struct ReportRow {
     /// Device.
     pub device_id: String,
@@ -579,7 +583,7 @@ pub const REPORT_CHUNK: usize = 10_000;
 /// `packed` (SQLite): each row as one JSON array text, `line` (read by
 /// `unpack_report_row`), beside its sort keys `k1`, `k2`, `k3`.
 fn report_sql(group: bool, keyset: bool, limit: bool, packed: bool) -> String {
-    // Column order is what `report_row` and `packed_report_row` read.
+    // Column order is what `report_row` reads and `ReportRow`'s field order.
     const COLUMNS: &str = "r.device_id, r.record_id, d.group_id, r.at, r.received_at, \
         r.component_id, r.component_version, r.kind, r.reason, r.problem_id";
     const KEYS: &str = "r.received_at AS k1, r.device_id AS k2, r.record_id AS k3";
@@ -637,43 +641,8 @@ fn report_row(row: &AnyRow) -> Result<ReportRow, StoreError> {
     })
 }
 
-/// One row of [`report_sql`] in its packed form.
+/// One row of [`report_sql`] in its packed form: a JSON array in column
+/// order, which is [`ReportRow`]'s field order.
 fn unpack_report_row(text: &str) -> Result<ReportRow, StoreError> {
-    type Packed = (
-        String,
-        String,
-        Option<String>,
-        i64,
-        i64,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-    );
-    let (
-        device_id,
-        record_id,
-        group_id,
-        at,
-        received_at,
-        component_id,
-        component_version,
-        kind,
-        reason,
-        problem_id,
-    ): Packed = serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("error report row: {e}")))?;
-    Ok(ReportRow {
-        device_id,
-        record_id,
-        group_id,
-        at,
-        received_at,
-        component_id,
-        component_version,
-        kind,
-        reason,
-        problem_id,
-    })
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("error report row: {e}")))
 }
