@@ -112,42 +112,22 @@ impl Fleet {
     /// [`Fleet::device`] with a root-of-trust choice (`--rot tpm --tcti …`).
     fn device_on(&self, name: &str, tenant: &str, rot: &[&str]) -> (PathBuf, String) {
         let state = self.path(name);
-        let maker = self.path("maker");
-        let mut args = vec![
-            "agent",
-            "init",
-            "--state-dir",
-            s(&state),
-            "--service",
-            &self.server.device_url,
-            "--service-ca",
-            s(&self.server.ca_file),
-            "--endorse-with",
-            s(&maker),
-        ];
-        args.extend_from_slice(rot);
-        let init = ok_json(&args);
-        let id = init["device_id"].as_str().unwrap().to_owned();
+        let id = support::enrol(
+            &self.server,
+            &state,
+            &self.path("maker"),
+            &self.path("release.pub.pem"),
+            rot,
+            |args| {
+                let mut args = args.to_vec();
+                args.extend(["--tenant", tenant]);
+                self.op(&args)
+            },
+        );
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&state).unwrap().permissions(),
         ) & 0o777;
         assert_eq!(mode, 0o700);
-        self.op(&[
-            "device",
-            "claim",
-            &id,
-            "--endorsement",
-            s(&state.join("endorsement.pem")),
-            "--tenant",
-            tenant,
-        ]);
-        ok_json(&[
-            "agent",
-            "trust-key",
-            "--state-dir",
-            s(&state),
-            s(&self.path("release.pub.pem")),
-        ]);
         ok_json(&[
             "agent",
             "install",

@@ -122,39 +122,20 @@ fn sigkill_at_random_points_of_an_update_never_leaves_an_unverified_image() {
     let (v2_id, v2) = package("2.0.0", 2);
 
     let state = path("device");
-    let id = ok_json(&[
-        "agent",
-        "init",
-        "--state-dir",
-        s(&state),
-        "--service",
-        &server.device_url,
-        "--service-ca",
-        s(&server.ca_file),
-        "--endorse-with",
-        s(&path("maker")),
-    ])["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    op(&[
-        "device",
-        "claim",
-        &id,
-        "--endorsement",
-        s(&state.join("endorsement.pem")),
-        "--tenant",
-        "acme",
-    ]);
+    let id = support::enrol(
+        &server,
+        &state,
+        &path("maker"),
+        &path("release.pub.pem"),
+        &[],
+        |args| {
+            let mut args = args.to_vec();
+            args.extend(["--tenant", "acme"]);
+            op(&args)
+        },
+    );
     op(&[
         "device", "assign", &id, "--group", &group, "--tenant", "acme",
-    ]);
-    ok_json(&[
-        "agent",
-        "trust-key",
-        "--state-dir",
-        s(&state),
-        s(&path("release.pub.pem")),
     ]);
     ok_json(&["agent", "install", "--state-dir", s(&state), s(&v1)]);
     // Pin the group's root, then publish v2 and keep this state as the

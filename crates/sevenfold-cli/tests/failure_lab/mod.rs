@@ -184,33 +184,14 @@ impl Lab {
     /// A factory-initialised device claimed by acme with the app installed.
     pub fn device(&self, name: &str) -> (PathBuf, String) {
         let state = self.path(name);
-        let init = ok_json(&[
-            "agent",
-            "init",
-            "--state-dir",
-            s(&state),
-            "--service",
-            &self.server().device_url,
-            "--service-ca",
-            s(&self.server().ca_file),
-            "--endorse-with",
-            s(&self.path("maker")),
-        ]);
-        let id = init["device_id"].as_str().unwrap().to_owned();
-        self.op(&[
-            "device",
-            "claim",
-            &id,
-            "--endorsement",
-            s(&state.join("endorsement.pem")),
-        ]);
-        ok_json(&[
-            "agent",
-            "trust-key",
-            "--state-dir",
-            s(&state),
-            s(&self.path("release.pub.pem")),
-        ]);
+        let id = support::enrol(
+            self.server(),
+            &state,
+            &self.path("maker"),
+            &self.path("release.pub.pem"),
+            &[],
+            |args| self.op(args),
+        );
         self.install_good(&state);
         (state, id)
     }

@@ -148,32 +148,21 @@ impl Fleet {
         (id, out)
     }
 
-    /// A device in the group, trusting the release key, with `v1` installed
-    /// and attested once.
+    /// A device in the group, trusting the release key, with `v1` installed.
     pub fn device(&self, name: &str, v1: &Path) -> (PathBuf, String) {
         let state = self.path(name);
-        let init = ok_json(&[
-            "agent",
-            "init",
-            "--state-dir",
-            s(&state),
-            "--service",
-            &self.server.device_url,
-            "--service-ca",
-            s(&self.server.ca_file),
-            "--endorse-with",
-            s(&self.path("maker")),
-        ]);
-        let id = init["device_id"].as_str().unwrap().to_owned();
-        self.op(&[
-            "device",
-            "claim",
-            &id,
-            "--endorsement",
-            s(&state.join("endorsement.pem")),
-            "--tenant",
-            "acme",
-        ]);
+        let id = super::enrol(
+            &self.server,
+            &state,
+            &self.path("maker"),
+            &self.path("release.pub.pem"),
+            &[],
+            |args| {
+                let mut args = args.to_vec();
+                args.extend(["--tenant", "acme"]);
+                self.op(&args)
+            },
+        );
         self.op(&[
             "device",
             "assign",
@@ -182,13 +171,6 @@ impl Fleet {
             &self.group,
             "--tenant",
             "acme",
-        ]);
-        ok_json(&[
-            "agent",
-            "trust-key",
-            "--state-dir",
-            s(&state),
-            s(&self.path("release.pub.pem")),
         ]);
         ok_json(&["agent", "install", "--state-dir", s(&state), s(v1)]);
         (state, id)

@@ -392,3 +392,49 @@ impl Api {
         self.send("POST", path, Some(body))
     }
 }
+
+/// Enrols a new device as a factory and its owner would: `agent init` in
+/// `state` against `server`, endorsed by the manufacturer CA in `maker`;
+/// claimed with `claim` (the owning tenant's `sevenfold` call, which adds
+/// its own login and tenant); trusting the release key `release_pub`.
+/// `init_args` go to `agent init` too (say `--rot tpm --tcti …`).
+/// Returns the device ID.
+pub fn enrol(
+    server: &TestServer,
+    state: &Path,
+    maker: &Path,
+    release_pub: &Path,
+    init_args: &[&str],
+    claim: impl Fn(&[&str]) -> Value,
+) -> String {
+    let mut args = vec![
+        "agent",
+        "init",
+        "--state-dir",
+        s(state),
+        "--service",
+        &server.device_url,
+        "--service-ca",
+        s(&server.ca_file),
+        "--endorse-with",
+        s(maker),
+    ];
+    args.extend_from_slice(init_args);
+    let init = ok_json(&args);
+    let id = init["device_id"].as_str().unwrap().to_owned();
+    claim(&[
+        "device",
+        "claim",
+        &id,
+        "--endorsement",
+        s(&state.join("endorsement.pem")),
+    ]);
+    ok_json(&[
+        "agent",
+        "trust-key",
+        "--state-dir",
+        s(state),
+        s(release_pub),
+    ]);
+    id
+}
