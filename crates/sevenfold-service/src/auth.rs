@@ -50,6 +50,26 @@ pub(crate) async fn bootstrap(store: &Store) -> Result<Option<String>, ServerErr
     Ok(Some(token))
 }
 
+/// The client's IP address as the audit log records it.
+pub(crate) fn client_source(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ClientAddr>()
+        .map(|a| a.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The client's IP address, as an extractor (never refuses).
+pub(crate) struct ClientSource(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientSource {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientSource(client_source(parts)))
+    }
+}
+
 /// What a handler needs to do in a tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -74,12 +94,44 @@ impl Access {
 }
 
 /// The authenticated caller of an operator API request.
+#[derive(Clone)]
 pub(crate) struct Operator {
     pub(crate) principal: Principal,
     pub(crate) source: String,
 }
 
 impl Operator {
+    /// The operator a token belongs to; an unknown or revoked token is
+    /// audited (against `target`, the path asked for) and refused (401).
+    /// Both the API's bearer tokens and the dashboard's session use this.
+    pub(crate) async fn from_token(
+        state: &AppState,
+        token: &str,
+        source: String,
+        target: &str,
+    ) -> Result<Operator, ApiError> {
+        match state
+            .store
+            .principal_by_token_hash(&hash_token(token))
+            .await?
+        {
+            Some(principal) => Ok(Operator { principal, source }),
+            None => {
+                state
+                    .audit_anonymous(
+                        &source,
+                        "auth.token",
+                        target,
+                        serde_json::json!({"reason": "unknown or revoked token"}),
+                    )
+                    .await?;
+                Err(ApiError::Unauthenticated(
+                    "the API token is not valid (unknown or revoked)".into(),
+                ))
+            }
+        }
+    }
+
     /// The user name, as the audit log records it.
     pub(crate) fn name(&self) -> &str {
         &self.principal.user.name
@@ -168,11 +220,7 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let source = parts
-            .extensions
-            .get::<ClientAddr>()
-            .map(|a| a.0.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
+        let source = client_source(parts);
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -184,25 +232,6 @@ impl FromRequestParts<AppState> for Operator {
                 "no API token: send Authorization: Bearer <token> (see `sevenfold login`)".into(),
             ));
         };
-        match state
-            .store
-            .principal_by_token_hash(&hash_token(token))
-            .await?
-        {
-            Some(principal) => Ok(Operator { principal, source }),
-            None => {
-                state
-                    .audit_anonymous(
-                        &source,
-                        "auth.token",
-                        parts.uri.path(),
-                        serde_json::json!({"reason": "unknown or revoked token"}),
-                    )
-                    .await?;
-                Err(ApiError::Unauthenticated(
-                    "the API token is not valid (unknown or revoked)".into(),
-                ))
-            }
-        }
+        Operator::from_token(state, token, source, parts.uri.path()).await
     }
 }

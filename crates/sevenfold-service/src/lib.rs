@@ -9,6 +9,8 @@
 //! - [`store`]: the database, one set of queries for both back-ends.
 //! - [`blobs`]: immutable blobs (image packages), written atomically.
 //! - `api`: axum handlers; `auth`: tokens, roles and the `Operator` extractor.
+//! - `dashboard`: the web dashboard (`/ui`), server-rendered over the same
+//!   store, tokens and roles as `api`.
 //! - [`updates`]: TUF repositories per device group, deployments, rollouts.
 //! - [`server`]: TLS, the accept loop, graceful shutdown.
 //!
@@ -34,6 +36,7 @@ mod attestation;
 mod auth;
 pub mod blobs;
 pub mod config;
+mod dashboard;
 mod device_api;
 mod failures;
 mod metrics;

@@ -10,12 +10,12 @@
 //! (`DefaultBodyLimit`, raised only on the image upload route), then routing.
 
 mod audit;
-mod deployments;
+pub(crate) mod deployments;
 mod devices;
 pub(crate) mod error;
 pub(crate) mod extract;
-mod failures;
-mod identity;
+pub(crate) mod failures;
+pub(crate) mod identity;
 mod images;
 mod products;
 mod tenants;
@@ -399,6 +399,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(crate::metrics::render))
         .merge(api)
+        .merge(crate::dashboard::router())
         .fallback(|| async {
             ApiError::NotFound(
                 "no such endpoint; the API is described at /api/v1/openapi.json".into(),

@@ -415,6 +415,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some(tenant) = record.tenant_id.as_deref() {
+            super::fleet::record_latest_verdict(&mut tx, tenant, record).await?;
+        }
         tx.commit().await?;
         Ok(id)
     }

@@ -11,7 +11,7 @@ use super::{col, to_count, Backend, Store};
 
 /// Default retention of failure reports, in days.
 pub const DEFAULT_RETENTION_DAYS: u32 = 14;
-const DAY_MS: i64 = 86_400_000;
+use super::DAY_MS;
 
 /// A record to store, already validated and given its problem key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -489,6 +489,16 @@ impl Store {
         .await?
         .rows_affected();
         sqlx::query(
+            "DELETE FROM problem_days WHERE day < ($1 - $2 * COALESCE(\
+             (SELECT s.retention_days FROM failure_settings s JOIN problems p ON p.tenant_id = s.tenant_id \
+              WHERE p.id = problem_days.problem_id), $3)) / $2",
+        )
+        .bind(now)
+        .bind(DAY_MS)
+        .bind(i64::from(DEFAULT_RETENTION_DAYS))
+        .execute(self.pool())
+        .await?;
+        sqlx::query(
             "DELETE FROM webhook_deliveries WHERE created_at < $1 \
              AND (delivered_at IS NOT NULL OR attempts >= $2)",
         )
@@ -582,10 +592,14 @@ pub const REPORT_CHUNK: usize = 10_000;
 ///
 /// `packed` (SQLite): each row as one JSON array text, `line` (read by
 /// `unpack_report_row`), beside its sort keys `k1`, `k2`, `k3`.
+/// The columns of one report row over `failure_reports r` joined with
+/// `devices d`. Their order is what [`report_row`] reads and
+/// [`ReportRow`]'s field order.
+pub(super) const REPORT_COLUMNS: &str = "r.device_id, r.record_id, d.group_id, r.at, \
+    r.received_at, r.component_id, r.component_version, r.kind, r.reason, r.problem_id";
+
 fn report_sql(group: bool, keyset: bool, limit: bool, packed: bool) -> String {
-    // Column order is what `report_row` reads and `ReportRow`'s field order.
-    const COLUMNS: &str = "r.device_id, r.record_id, d.group_id, r.at, r.received_at, \
-        r.component_id, r.component_version, r.kind, r.reason, r.problem_id";
+    const COLUMNS: &str = REPORT_COLUMNS;
     const KEYS: &str = "r.received_at AS k1, r.device_id AS k2, r.record_id AS k3";
     let select = if packed {
         format!("json_array({COLUMNS}) AS line, {KEYS}")
@@ -619,7 +633,7 @@ fn report_sql(group: bool, keyset: bool, limit: bool, packed: bool) -> String {
 }
 
 /// One row of [`report_sql`], read by position (a report reads millions).
-fn report_row(row: &AnyRow) -> Result<ReportRow, StoreError> {
+pub(super) fn report_row(row: &AnyRow) -> Result<ReportRow, StoreError> {
     fn at<'r, T>(row: &'r AnyRow, i: usize) -> Result<T, StoreError>
     where
         T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,

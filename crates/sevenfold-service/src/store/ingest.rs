@@ -26,6 +26,8 @@ struct Tally<'a> {
     latest: Option<(&'a str, &'a str)>,
     devices: BTreeSet<&'a str>,
     versions: BTreeSet<&'a str>,
+    /// Occurrences per unix day of the record's time.
+    days: BTreeMap<i64, i64>,
 }
 
 impl Store {
@@ -171,6 +173,7 @@ impl Store {
             }
             t.devices.insert(&r.device_id);
             t.versions.insert(&r.component_version);
+            *t.days.entry(r.at.div_euclid(super::DAY_MS)).or_default() += 1;
         }
         for (signature, (id, created)) in &problems {
             let Some(tally) = tallies.get(signature) else {
@@ -263,6 +266,7 @@ async fn count_into(
     .bind(latest.map(|(_, record)| record.to_owned()))
     .execute(&mut *conn)
     .await?;
+    super::fleet::count_problem_days(conn, id, &tally.days).await?;
     for (table, column, members) in [
         ("problem_devices", "device_id", &tally.devices),
         ("problem_versions", "version", &tally.versions),

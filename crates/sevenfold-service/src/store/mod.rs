@@ -54,6 +54,7 @@ mod deployments;
 mod devices;
 mod error;
 mod failures;
+mod fleet;
 mod images;
 mod ingest;
 mod model;
@@ -84,6 +85,7 @@ pub use failures::{
     version_newer, IngestOutcome, NewReport, ProblemEvent, ProblemKey, ProblemRecord, ReportCursor,
     ReportRow, StoredReport, DEFAULT_RETENTION_DAYS, REPORT_CHUNK,
 };
+pub use fleet::{FleetDevice, FleetFilter, FleetState, FleetSummary, LastSeen};
 use model::clamp_limit;
 pub use model::{
     AuditEntry, AuditFilter, AuditOutcome, AuditVerification, Device, DeviceGroup, DeviceMode,
@@ -94,6 +96,9 @@ pub use model::{
 pub use products::DEFAULT_GROUPS;
 pub use tuf::{TufKeyRecord, TufMetadataRecord};
 pub use webhooks::{DueDelivery, WebhookRecord, MAX_ATTEMPTS};
+
+/// A day in unix milliseconds.
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// The schema migrations, in order: (version, description, SQL). Embedded
 /// with `include_str!`; a new `migrations/NNNN_name.sql` must be added here
@@ -129,6 +134,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "crash_details",
         include_str!("../../migrations/0006_crash_details.sql"),
+    ),
+    (
+        9,
+        "fleet_view",
+        include_str!("../../migrations/0009_fleet_view.sql"),
     ),
 ];
 

@@ -24,11 +24,14 @@ pub(crate) async fn summarize(
         .await?;
     let mut counts = ProgressCounts::default();
     let mut devices = Vec::new();
+    // A set, not a scan per member: groups have tens of thousands of devices.
+    let reported: std::collections::HashSet<&str> =
+        reports.iter().map(|r| r.device_id.as_str()).collect();
     for id in members
         .iter()
         .filter(|d| in_rollout(d, &deployment.id, deployment.percent))
     {
-        if !reports.iter().any(|r| &r.device_id == id) {
+        if !reported.contains(id.as_str()) {
             counts.pending += 1;
             counts.targeted += 1;
             devices.push(DeviceProgressInfo {
