@@ -29,6 +29,11 @@ pub const RUNTIME_NAME: &str = "sevenfold";
 pub struct RuntimeImage {
     path: PathBuf,
     version: String,
+    /// The digest, computed once and shared by clones: the executable a
+    /// process runs does not change under it (an update replaces the file,
+    /// not the running image), and a process hosting many simulated devices
+    /// must not hash itself once per boot.
+    digest: std::sync::Arc<std::sync::OnceLock<Digest>>,
 }
 
 impl RuntimeImage {
@@ -44,6 +49,7 @@ impl RuntimeImage {
         RuntimeImage {
             path: path.into(),
             version: version.into(),
+            digest: std::sync::Arc::default(),
         }
     }
 
@@ -57,8 +63,16 @@ impl RuntimeImage {
         &self.version
     }
 
-    /// SHA-256 of the executable, read in chunks.
+    /// SHA-256 of the executable, read in chunks the first time.
     pub fn digest(&self) -> Result<Digest, AgentError> {
+        if let Some(digest) = self.digest.get() {
+            return Ok(*digest);
+        }
+        let digest = self.hash_file()?;
+        Ok(*self.digest.get_or_init(|| digest))
+    }
+
+    fn hash_file(&self) -> Result<Digest, AgentError> {
         let mut file =
             File::open(&self.path).map_err(|e| AgentError::io("measure", &self.path, e))?;
         let mut hasher = Hasher::new();

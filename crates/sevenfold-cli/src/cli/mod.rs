@@ -6,6 +6,7 @@
 mod agent;
 mod deployment;
 mod failures;
+mod fleet;
 mod operator;
 mod server;
 mod tuf;
@@ -17,6 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) use self::agent::*;
 pub(crate) use self::deployment::*;
 pub(crate) use self::failures::*;
+pub(crate) use self::fleet::*;
 pub(crate) use self::operator::*;
 pub(crate) use self::server::ServerArgs;
 pub(crate) use self::tuf::*;
@@ -113,6 +115,8 @@ pub(crate) enum Command {
     /// A device group's TUF repository: show its root, rotate root or
     /// targets keys with a threshold.
     Tuf(TufArgs),
+    /// Simulated devices in bulk, for demos, load and benchmarks.
+    Fleet(FleetArgs),
     /// The Sevenfold runtime builds devices may run (server administrators
     /// add and revoke them).
     Runtime(RuntimeArgs),

@@ -12,7 +12,9 @@ mod completions;
 mod deployment;
 mod device;
 mod device_group;
+mod enrolment;
 mod failures;
+mod fleet;
 mod image;
 mod keygen;
 mod login;
@@ -53,6 +55,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DeviceGroup(args) => device_group::run(mode, args).await,
         Command::Deployment(args) => deployment::run(mode, args).await,
         Command::Tuf(args) => tuf::run(mode, args).await,
+        Command::Fleet(args) => fleet::run(mode, args).await,
         Command::Manufacturer(command) => manufacturer::run(mode, command).await,
         Command::Device(args) => device::run(mode, args).await,
         Command::SigningKey(args) => signing_key::run(mode, args).await,
@@ -63,4 +66,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runtime(args) => runtime::run(mode, args).await,
         Command::Agent(command) => agent::run(mode, command).await,
     }
+}
+
+/// Logs to standard error, only errors unless `RUST_LOG` says otherwise:
+/// for commands whose own output tells the story (`quickstart`, `fleet
+/// simulate`), including the refusals they provoke on purpose.
+pub(crate) fn init_quiet_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
 }

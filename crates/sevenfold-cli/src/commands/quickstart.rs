@@ -50,14 +50,10 @@ use reqwest::{Method, Url};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
-use sevenfold_agent::{
-    Agent, AgentError, AttestError, InitOptions, RotBackend, RuntimeImage, ShutdownSignals,
-    StateDir,
-};
+use sevenfold_agent::{Agent, AttestError, RuntimeImage, ShutdownSignals, StateDir};
 use sevenfold_core::api::{
-    AddRuntimeRelease, AddSigningKey, AssignDevice, AttestationInfo, ClaimDevice, CreateProduct,
-    CreateTenant, DeviceInfo, GroupInfo, ImageInfo, ManufacturerCaInfo, ProductInfo,
-    RuntimeReleaseInfo, SigningKeyInfo, TenantInfo, TrustManufacturer, Whoami,
+    AddSigningKey, AttestationInfo, CreateProduct, CreateTenant, GroupInfo, ImageInfo, ProductInfo,
+    RuntimeReleaseInfo, SigningKeyInfo, TenantInfo, Whoami,
 };
 use sevenfold_core::package::{read_package, Limits, TrustedKeys, UnverifiedPackage, HEADER_LEN};
 use sevenfold_pki::ManufacturerCa;
@@ -65,11 +61,14 @@ use sevenfold_rot::KeyAlgorithm;
 use sevenfold_service::config::{ConfigLayer, ServerConfig};
 use sevenfold_service::server::RunningServer;
 use sevenfold_service::ServerError;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{OutputMode, QuickstartArgs};
 use crate::client::settings::{CaSource, Settings};
-use crate::client::{ApiFailure, Client};
+use crate::client::Client;
+use crate::commands::enrolment::{
+    absolute, blocking, claim_into_group, create_or_find, ensure_runtime_release, get_optional,
+    load_or_make_maker, open_or_make_device, trust_manufacturer, Found,
+};
 use crate::commands::{image, keygen, package};
 use crate::{files, SAMPLE_APPS};
 
@@ -101,7 +100,7 @@ pub(crate) async fn run(mode: OutputMode, args: &QuickstartArgs) -> anyhow::Resu
         "this sevenfold binary was built without its sample apps; \
          run `rustup target add wasm32-wasip1` and rebuild"
     );
-    init_logging();
+    super::init_quiet_logging();
     // Listen for signals before anything else: a supervisor may send SIGTERM
     // as soon as it reads the ready line, and Ctrl-C during setup must still
     // stop the server cleanly.
@@ -176,17 +175,6 @@ fn announce(mode: OutputMode, summary: &Summary, exit_when_ready: bool) -> anyho
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")
-}
-
-/// Logs to standard error, only errors unless `RUST_LOG` says otherwise:
-/// the summary tells the story (including the refusals it provokes).
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 // ------------------------------------------------------------------ server
@@ -342,13 +330,13 @@ async fn setup(dir: &Path, server: &Server, progress: &Progress) -> anyhow::Resu
     };
 
     progress.step("trusting the manufacturer CA and this runtime build");
-    let maker = trust_manufacturer(&client, &local).await?;
+    let maker = trust_maker(&client, &local).await?;
     let runtime = RuntimeImage::current()?;
     let runtime_digest = {
         let runtime = runtime.clone();
         blocking(move || runtime.digest()).await??.to_hex()
     };
-    let release = add_runtime_release(&client, &runtime_digest).await?;
+    let release = ensure_runtime_release(&client, &runtime_digest).await?;
 
     progress.step("creating the tenant, its product and its device groups");
     let tenant = find_or_create_tenant(&client).await?;
@@ -476,59 +464,6 @@ fn device_name(n: usize) -> String {
     format!("device-{n}")
 }
 
-/// A value found on the service, or created now.
-struct Found<T> {
-    value: T,
-    new: bool,
-}
-
-impl<T> Found<T> {
-    fn existing(value: T) -> Found<T> {
-        Found { value, new: false }
-    }
-
-    fn created(value: T) -> Found<T> {
-        Found { value, new: true }
-    }
-}
-
-/// The HTTP status of a refusal by the service, if `error` is one.
-fn api_status(error: &anyhow::Error) -> Option<u16> {
-    error
-        .chain()
-        .find_map(|e| e.downcast_ref::<ApiFailure>())
-        .map(|f| f.status)
-}
-
-/// `GET` that answers `None` for 404.
-async fn get_optional<T: serde::de::DeserializeOwned>(
-    client: &Client,
-    segments: &[&str],
-) -> anyhow::Result<Option<T>> {
-    match client.get(segments, &[]).await {
-        Ok(value) => Ok(Some(value)),
-        Err(e) if api_status(&e) == Some(404) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Runs `create`; on 409 (created meanwhile, or invisible to the lookup),
-/// looks again with `find`.
-async fn create_or_find<T, C, F>(create: C, find: F, what: &str) -> anyhow::Result<Found<T>>
-where
-    C: std::future::Future<Output = anyhow::Result<T>>,
-    F: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    match create.await {
-        Ok(value) => Ok(Found::created(value)),
-        Err(e) if api_status(&e) == Some(409) => find
-            .await?
-            .map(Found::existing)
-            .with_context(|| format!("{what} exists on the service but cannot be found: {e:#}")),
-        Err(e) => Err(e.context(format!("cannot create {what}"))),
-    }
-}
-
 // ---------------------------------------------------------- local material
 
 /// Files the quickstart makes once and reuses: the developer key, the
@@ -609,7 +544,7 @@ impl LocalMaterial {
 
         // The manufacturer CA, as `sevenfold manufacturer init` makes it.
         let maker_dir = dir.join("maker");
-        let (maker, maker_new) = load_or_make_maker(&maker_dir)?;
+        let (maker, maker_new) = load_or_make_maker(&maker_dir, MAKER_NAME, MAKER_DAYS)?;
         Ok(LocalMaterial {
             developer_key_id: public.key_id().to_hex(),
             developer_public_pem: public.to_pem(),
@@ -622,84 +557,17 @@ impl LocalMaterial {
     }
 }
 
-/// `maker/ca.pem` and `maker/ca.key`, made if missing.
-fn load_or_make_maker(dir: &Path) -> anyhow::Result<(ManufacturerCa, bool)> {
-    let cert = dir.join("ca.pem");
-    let key = dir.join("ca.key");
-    if cert.exists() && key.exists() {
-        let ca = ManufacturerCa::load(&files::read_text(&cert)?, &files::read_text(&key)?)
-            .with_context(|| format!("the manufacturer CA in {} cannot be used", dir.display()))?;
-        return Ok((ca, false));
-    }
-    let (ca, pem) = ManufacturerCa::generate(MAKER_NAME, MAKER_DAYS)
-        .context("cannot make the manufacturer CA")?;
-    // The key first: a certificate without its key would be useless.
-    files::write_new(&key, pem.key_pem.as_bytes(), 0o600, true)?;
-    files::write_new(&cert, pem.cert_pem.as_bytes(), 0o644, true)?;
-    Ok((ca, true))
-}
-
 // ------------------------------------------------------- operator API steps
 
 /// The maker's CA, trusted by the server.
-async fn trust_manufacturer(client: &Client, local: &LocalMaterial) -> anyhow::Result<MakerLine> {
-    let fingerprint = local.maker.certificate().fingerprint();
-    let find = || async {
-        let cas: Vec<ManufacturerCaInfo> = client.get(&["manufacturer-cas"], &[]).await?;
-        Ok(cas.into_iter().find(|c| c.fingerprint == fingerprint))
-    };
-    let trusted = match find().await? {
-        Some(ca) => Found::existing(ca),
-        None => {
-            let body = TrustManufacturer {
-                certificate_pem: local.maker.certificate().to_pem(),
-            };
-            create_or_find(
-                client.call(Method::POST, &["manufacturer-cas"], Some(&body)),
-                find(),
-                "the manufacturer CA",
-            )
-            .await?
-        }
-    };
+async fn trust_maker(client: &Client, local: &LocalMaterial) -> anyhow::Result<MakerLine> {
+    let trusted = trust_manufacturer(client, &local.maker).await?;
     Ok(MakerLine {
         dir: local.maker_dir.clone(),
         fingerprint: trusted.value.fingerprint,
         made_now: local.maker_new,
         trusted_now: trusted.new,
     })
-}
-
-/// This executable as a runtime release.
-async fn add_runtime_release(
-    client: &Client,
-    digest: &str,
-) -> anyhow::Result<Found<RuntimeReleaseInfo>> {
-    let find = || async {
-        let releases: Vec<RuntimeReleaseInfo> = client.get(&["runtime-releases"], &[]).await?;
-        Ok(releases.into_iter().find(|r| r.digest == digest))
-    };
-    let release = match find().await? {
-        Some(release) => Found::existing(release),
-        None => {
-            let body = AddRuntimeRelease {
-                digest: digest.to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-            };
-            create_or_find(
-                client.call(Method::POST, &["runtime-releases"], Some(&body)),
-                find(),
-                "the runtime release",
-            )
-            .await?
-        }
-    };
-    anyhow::ensure!(
-        release.value.revoked_at.is_none(),
-        "this runtime build ({digest}) was revoked on the quickstart's server; \
-         rebuild sevenfold or delete the data directory"
-    );
-    Ok(release)
 }
 
 async fn find_tenant(client: &Client) -> anyhow::Result<Option<TenantInfo>> {
@@ -863,44 +731,9 @@ async fn run_device(
     let device_id = state.device_id().to_string();
 
     // Claim it (once) and put it in the Field Test group.
-    let claimed_now = match get_optional::<DeviceInfo>(
-        client,
-        &["tenants", tenant, "devices", &device_id],
-    )
-    .await?
-    {
-        Some(device) => {
-            anyhow::ensure!(
-                device.revoked_at.is_none(),
-                "{name} ({device_id}) was revoked on the quickstart's server; delete {} to make new devices",
-                state_dir.display()
-            );
-            if device.group_id.as_deref() != Some(group.id.as_str()) {
-                assign(client, tenant, &device_id, &group.id).await?;
-            }
-            false
-        }
-        None => {
-            let body = ClaimDevice {
-                device_id: device_id.clone(),
-                endorsement_pem: state.endorsement_pem()?,
-            };
-            let claim = client
-                .call::<_, DeviceInfo>(Method::POST, &["tenants", tenant, "devices"], Some(&body))
-                .await;
-            match claim {
-                Ok(_) => {}
-                Err(e) if api_status(&e) == Some(409) => {
-                    return Err(
-                        e.context(format!("{name} ({device_id}) is claimed by another tenant"))
-                    )
-                }
-                Err(e) => return Err(e.context(format!("cannot claim {name}"))),
-            }
-            assign(client, tenant, &device_id, &group.id).await?;
-            true
-        }
-    };
+    let claimed_now = claim_into_group(client, tenant, &group.id, &state)
+        .await
+        .with_context(|| format!("cannot enrol {name}"))?;
 
     // Boot (measure what is installed), then attest.
     let agent = {
@@ -961,21 +794,6 @@ async fn run_device(
     })
 }
 
-async fn assign(client: &Client, tenant: &str, device: &str, group: &str) -> anyhow::Result<()> {
-    let body = AssignDevice {
-        group_id: group.to_owned(),
-    };
-    client
-        .call::<_, DeviceInfo>(
-            Method::PUT,
-            &["tenants", tenant, "devices", device, "group"],
-            Some(&body),
-        )
-        .await
-        .with_context(|| format!("cannot put device {device} in the {GROUP} group"))?;
-    Ok(())
-}
-
 /// The newest verdict the service recorded for a device.
 async fn latest_attestation(
     client: &Client,
@@ -999,21 +817,7 @@ async fn latest_attestation(
 /// apps installed, and, for the tampered device, one payload byte of its
 /// first app flipped on disk.
 fn prepare_device(dir: &Path, env: &DeviceEnv, tampered: bool) -> anyhow::Result<StateDir> {
-    let state = match StateDir::open(dir) {
-        Ok(state) => state,
-        Err(AgentError::NotInitialised(_)) => {
-            let options = InitOptions {
-                state_dir: dir.to_path_buf(),
-                service_url: env.device_url.clone(),
-                service_ca: env.ca_file.clone(),
-                rot: RotBackend::Soft,
-                tcti: None,
-                endorse_with: Some(env.maker_dir.clone()),
-            };
-            StateDir::init(&options)?.0
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let state = open_or_make_device(dir, &env.device_url, &env.ca_file, &env.maker_dir)?;
     let ca_pem = files::read_text(&env.ca_file)?;
     anyhow::ensure!(
         same_certificates(&state.service_ca_pem()?, &ca_pem),
@@ -1361,18 +1165,3 @@ impl Progress {
 }
 
 // ----------------------------------------------------------------- helpers
-
-/// Runs blocking file and root-of-trust work off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .context("a background task failed")
-}
-
-/// `path` made absolute against the working directory, so printed paths
-/// work from anywhere.
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}

@@ -3,7 +3,7 @@
 
 use maud::{html, Markup};
 
-const WIDTH: f64 = 600.0;
+const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 160.0;
 const LEFT: f64 = 36.0;
 const BOTTOM: f64 = 20.0;
@@ -27,10 +27,10 @@ pub(crate) fn stacked(parts: &[Part<'_>], title: &str) -> Markup {
         x += w;
     }
     html! {
-        svg.chart viewBox="0 0 600 28" role="img" aria-label=(title) preserveAspectRatio="none" {
+        svg.chart.strip viewBox=(format!("0 0 {WIDTH} 28")) role="img" aria-label=(title) preserveAspectRatio="none" {
             title { (title) }
             @if total == 0 {
-                rect.muted x="0" y="4" width="600" height="20" {}
+                rect.muted x="0" y="4" width=(fmt(WIDTH)) height="20" {}
             }
             @for (x, w, part) in &rects {
                 rect class=(part.class) x=(fmt(*x)) y="4" width=(fmt(*w)) height="20" {
@@ -167,8 +167,8 @@ mod tests {
             "states",
         )
         .into_string();
-        assert!(svg.contains(r#"width="450.0""#), "{svg}");
-        assert!(svg.contains(r#"x="450.0" y="4" width="150.0""#), "{svg}");
+        assert!(svg.contains(r#"width="750.0""#), "{svg}");
+        assert!(svg.contains(r#"x="750.0" y="4" width="250.0""#), "{svg}");
     }
 
     #[test]
