@@ -428,6 +428,41 @@ fn check_quickstart_platform(ready: &Value) {
         assert_eq!(verdict["verdict"], "pass", "{device}: {verdict}");
         assert!(verdict["certificate_not_after"].is_string(), "{verdict}");
     }
+    // The sample app arrived by deployment and an update was committed on
+    // every healthy device; the crashing app is a problem.
+    let deployments = ready["deployment_ids"].as_array().unwrap();
+    let update = deployments.last().unwrap().as_str().unwrap();
+    let shown = api.get(&format!("/api/v1/tenants/{tenant}/deployments/{update}"));
+    assert_eq!(shown.status, 200, "{shown:?}");
+    assert_eq!(shown.body["counts"]["installed"], 3, "{shown:?}");
+    for device in &healthy {
+        let row = shown.body["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device_id"] == device.as_str())
+            .unwrap_or_else(|| panic!("{device} is not in the update's progress"));
+        assert_eq!(row["state"], "installed", "{row}");
+        let measured = latest(device)["measurements"].to_string();
+        assert!(
+            measured.contains("1.1.0"),
+            "{device} runs the update: {measured}"
+        );
+    }
+    let problem = ready["problem_id"].as_str().unwrap();
+    let shown = api.get(&format!("/api/v1/tenants/{tenant}/problems/{problem}"));
+    assert_eq!(shown.status, 200, "{shown:?}");
+    assert!(
+        shown.body["count"].as_u64() >= Some(1),
+        "{shown:?}"
+    );
+    let dashboard = ready["dashboard"].as_str().unwrap();
+    assert!(dashboard.ends_with("/ui/"), "{ready}");
+    assert!(ready["login_link"]
+        .as_str()
+        .unwrap()
+        .contains("/ui/login#token=sf_"));
+
     let verdict = latest(&failed);
     assert_eq!(verdict["verdict"], "fail", "{verdict}");
     let reasons = verdict["reasons"].to_string();

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sevenfold_agent::journal::Journal;
+use sevenfold_agent::journal::{Journal, JournalError};
 use sevenfold_agent::update::{update_once, UpdateOptions};
 use sevenfold_agent::{
     renewal_delay, Agent, AgentError, AttestError, BootCheck, HealthCheck, RuntimeImage, StateDir,
@@ -213,8 +213,10 @@ async fn attest(agent: &Agent, env: &Env) -> Option<time::OffsetDateTime> {
 }
 
 /// Journals a crash of the device's first app (or of a stand-in app when
-/// none is installed), with the same backtrace every time.
-fn crash(agent: &Agent, stats: &Stats) {
+/// none is installed), with the same reason and backtrace every time, so
+/// the crashes of many devices group into one problem. An injected fault:
+/// the record is what a real trap in that app would journal.
+pub(crate) fn journal_simulated_crash(agent: &Agent) -> Result<(), JournalError> {
     let (component, version) = agent
         .boot_report()
         .verified_images
@@ -226,11 +228,14 @@ fn crash(agent: &Agent, stats: &Stats) {
         &component,
         &version,
         "wasm trap: unreachable (simulated fault)",
-    )
-    .map(|r| r.with_frames(["sensor::read_calibration", "control::step", "app::main"]))
-    .and_then(|r| agent.journal().record(&r));
-    match record {
-        Ok(_) => Stats::bump(&stats.crashes),
+    )?
+    .with_frames(["sensor::read_calibration", "control::step", "app::main"]);
+    agent.journal().record(&record).map(|_| ())
+}
+
+fn crash(agent: &Agent, stats: &Stats) {
+    match journal_simulated_crash(agent) {
+        Ok(()) => Stats::bump(&stats.crashes),
         Err(e) => {
             tracing::warn!(error = %e, "cannot journal the simulated crash");
             Stats::bump(&stats.errors);

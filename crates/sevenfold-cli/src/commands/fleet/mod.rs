@@ -15,6 +15,8 @@
 
 mod device;
 
+pub(crate) use device::journal_simulated_crash;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;

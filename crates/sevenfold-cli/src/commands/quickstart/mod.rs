@@ -50,12 +50,13 @@ use reqwest::{Method, Url};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
-use sevenfold_agent::{Agent, AttestError, RuntimeImage, ShutdownSignals, StateDir};
+use sevenfold_agent::{Agent, AttestError, RuntimeImage, ShutdownSignals, StateDir, TargetOutcome};
 use sevenfold_core::api::{
     AddSigningKey, AttestationInfo, CreateProduct, CreateTenant, GroupInfo, ImageInfo, ProductInfo,
     RuntimeReleaseInfo, SigningKeyInfo, TenantInfo, Whoami,
 };
 use sevenfold_core::package::{read_package, Limits, TrustedKeys, UnverifiedPackage, HEADER_LEN};
+use sevenfold_core::update::DeploymentInfo;
 use sevenfold_pki::ManufacturerCa;
 use sevenfold_rot::KeyAlgorithm;
 use sevenfold_service::config::{ConfigLayer, ServerConfig};
@@ -65,6 +66,8 @@ use sevenfold_service::ServerError;
 use crate::cli::{OutputMode, QuickstartArgs};
 use crate::client::settings::{CaSource, Settings};
 use crate::client::Client;
+mod rollout;
+
 use crate::commands::enrolment::{
     absolute, blocking, claim_into_group, create_or_find, ensure_runtime_release, get_optional,
     load_or_make_maker, open_or_make_device, trust_manufacturer, Found,
@@ -88,12 +91,6 @@ const MAKER_NAME: &str = "Sevenfold quickstart manufacturer CA";
 const MAKER_DAYS: u32 = 3650;
 /// Label of the developer key on the service.
 const SIGNING_KEY_NAME: &str = "quickstart developer";
-/// What the quickstart does not show yet.
-const NOT_BUILT_YET: &str = "Not shown here yet: an over-the-air update and the apps running in \
-their compartments (both work: `sevenfold deployment create`, `sevenfold agent run`), and the \
-web dashboard, which is not built. Failures so far (the tampered device's refusal): \
-`sevenfold problem list`.";
-
 pub(crate) async fn run(mode: OutputMode, args: &QuickstartArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         !SAMPLE_APPS.is_empty(),
@@ -355,6 +352,7 @@ async fn setup(dir: &Path, server: &Server, progress: &Progress) -> anyhow::Resu
     for package in &local.packages {
         images.push(upload_image(&client, &tenant.value.id, package).await?);
     }
+    let update_image = upload_image(&client, &tenant.value.id, &local.update).await?;
 
     let env = DeviceEnv {
         device_url: server.device_api.clone(),
@@ -436,7 +434,67 @@ async fn setup(dir: &Path, server: &Server, progress: &Progress) -> anyhow::Resu
         }
     }
 
+    // Act two: the apps arrive by deployment, an update follows, one app fails.
+    let first_images: Vec<String> = images.iter().map(|i| i.value.id.clone()).collect();
+    let update_images = vec![update_image.value.id.clone()];
+    let tenant_id = tenant.value.id.clone();
+    let already_updated =
+        rollout::find_deployment(&client, &tenant_id, &group.id, &update_images).await?;
+    let mut acts = Vec::new();
+    let plan: Vec<(&str, &[String])> = if already_updated.is_some() {
+        vec![("the update", &update_images[..])]
+    } else {
+        vec![
+            ("the sample apps", &first_images[..]),
+            ("the update", &update_images[..]),
+        ]
+    };
+    for (what, ids) in plan {
+        progress.step(format!("deploying {what} to {PRODUCT}/{GROUP}"));
+        let deployment = rollout::deploy(&client, &tenant_id, &group, ids).await?;
+        let mut outcomes = Vec::new();
+        for device in &healthy {
+            progress.step(format!(
+                "{}: TUF update round: download, A/B install, {} s run check, commit",
+                device.name,
+                rollout::RUN_CHECK.as_secs()
+            ));
+            let round = rollout::update_device(&device.state_dir, &env.runtime)
+                .await
+                .with_context(|| format!("{} could not apply {what}", device.name))?;
+            outcomes.push((device.name.clone(), round));
+        }
+        acts.push(DeploymentLine {
+            what,
+            deployment,
+            outcomes,
+        });
+    }
+    let crashing = healthy
+        .last()
+        .context("the quickstart has no healthy device; this is a bug")?;
+    progress.step(format!(
+        "{}: its app crashes (an injected fault); uploading the failure report",
+        crashing.name
+    ));
+    rollout::fail_app(&crashing.state_dir, &env.runtime).await?;
+    let problem = rollout::find_problem(&client, &tenant_id).await?;
+    let dashboard = format!("{}/ui/", server.operator_api.trim_end_matches('/'));
+    let login_link = format!(
+        "{}/ui/login#token={}",
+        server.operator_api.trim_end_matches('/'),
+        server.token
+    );
+
+    let summary_deployments = acts.iter().map(|a| a.deployment.value.id.clone()).collect();
+    images.push(update_image);
     Ok(Summary {
+        deployments: acts,
+        problem: ProblemLine {
+            id: problem.id.clone(),
+            title: problem.title.clone(),
+            device: crashing.name.clone(),
+        },
         data_dir: dir.to_path_buf(),
         tenant_name: tenant.value.name.clone(),
         tenant_new: tenant.new,
@@ -455,6 +513,10 @@ async fn setup(dir: &Path, server: &Server, progress: &Progress) -> anyhow::Resu
             tenant_id: tenant.value.id,
             devices: healthy,
             failed_device,
+            deployment_ids: summary_deployments,
+            problem_id: problem.id,
+            dashboard,
+            login_link,
         },
     })
 }
@@ -473,6 +535,8 @@ struct LocalMaterial {
     developer_public_pem: String,
     developer_public_path: PathBuf,
     packages: Vec<PackagedApp>,
+    /// The update of the first sample app.
+    update: PackagedApp,
     maker_dir: PathBuf,
     maker: ManufacturerCa,
     maker_new: bool,
@@ -485,6 +549,62 @@ struct PackagedApp {
     file: PathBuf,
     bytes: Vec<u8>,
     package_digest: String,
+}
+
+/// Signs sample apps with the developer key.
+struct Signer<'a> {
+    key: &'a sevenfold_rot::SoftwareKey,
+    public: &'a sevenfold_rot::PublicKey,
+    trusted: &'a TrustedKeys,
+}
+
+impl Signer<'_> {
+    /// The app `name` signed into `DIR/packages/NAME-VERSION.imagepackage`
+    /// with `manifest_json` (kept as `DIR/apps/NAME/MANIFEST_FILE`). Signed
+    /// once: a package is rebuilt only if it is missing, does not verify
+    /// with this key, or holds another manifest or payload (signatures are
+    /// randomised, so rebuilding every run would make a new image every run).
+    fn package(
+        &self,
+        dir: &Path,
+        name: &str,
+        manifest_json: &[u8],
+        wasm: &[u8],
+        manifest_file: &str,
+    ) -> anyhow::Result<PackagedApp> {
+        let app_dir = dir.join("apps").join(name);
+        let manifest_path = app_dir.join(manifest_file);
+        files::write_new(&manifest_path, manifest_json, 0o644, true)?;
+        files::write_new(&app_dir.join(format!("{name}.wasm")), wasm, 0o644, true)?;
+        let manifest = package::load_manifest(&manifest_path)?;
+        let out = dir
+            .join("packages")
+            .join(format!("{name}-{}.imagepackage", manifest.version()));
+        let current = out.exists()
+            && std::fs::read(&out).is_ok_and(|bytes| {
+                UnverifiedPackage::parse(&bytes, &Limits::default())
+                    .and_then(|p| p.verify(self.trusted))
+                    .is_ok_and(|p| {
+                        p.payload() == wasm && p.manifest().to_json() == manifest.to_json()
+                    })
+            });
+        if !current {
+            package::build(&manifest, wasm, self.key, &out, true)?;
+        }
+        let verified = image::inspect_file(&out, std::slice::from_ref(self.public))?;
+        anyhow::ensure!(
+            matches!(verified.signature, image::SignatureCheck::Verified { .. }),
+            "the package {} did not verify",
+            out.display()
+        );
+        Ok(PackagedApp {
+            name: name.to_owned(),
+            version: manifest.version().to_string(),
+            bytes: files::read(&out)?,
+            file: absolute(&out),
+            package_digest: verified.package_digest,
+        })
+    }
 }
 
 impl LocalMaterial {
@@ -502,45 +622,27 @@ impl LocalMaterial {
         }
         let trusted: TrustedKeys = std::iter::once(public.clone()).collect();
 
-        // The sample apps, signed once: a package is rebuilt only if it is
-        // missing, does not verify with this key, or holds another manifest
-        // or payload (signatures are randomised, so rebuilding every run
-        // would make a new image every run).
+        // The sample apps, and an update of the first: its next minor
+        // version at the next security version (same module).
+        let signer = Signer {
+            key: &key,
+            public: &public,
+            trusted: &trusted,
+        };
         let mut packages = Vec::new();
         for (name, manifest_json, wasm) in SAMPLE_APPS {
-            let app_dir = dir.join("apps").join(name);
-            let manifest_path = app_dir.join("app_manifest.json");
-            files::write_new(&manifest_path, manifest_json, 0o644, true)?;
-            files::write_new(&app_dir.join(format!("{name}.wasm")), wasm, 0o644, true)?;
-            let manifest = package::load_manifest(&manifest_path)?;
-            let out = dir
-                .join("packages")
-                .join(format!("{name}-{}.imagepackage", manifest.version()));
-            let current = out.exists()
-                && std::fs::read(&out).is_ok_and(|bytes| {
-                    UnverifiedPackage::parse(&bytes, &Limits::default())
-                        .and_then(|p| p.verify(&trusted))
-                        .is_ok_and(|p| {
-                            p.payload() == *wasm && p.manifest().to_json() == manifest.to_json()
-                        })
-                });
-            if !current {
-                package::build(&manifest, wasm, &key, &out, true)?;
-            }
-            let verified = image::inspect_file(&out, std::slice::from_ref(&public))?;
-            anyhow::ensure!(
-                matches!(verified.signature, image::SignatureCheck::Verified { .. }),
-                "the package {} did not verify",
-                out.display()
-            );
-            packages.push(PackagedApp {
-                name: (*name).to_owned(),
-                version: manifest.version().to_string(),
-                bytes: files::read(&out)?,
-                file: absolute(&out),
-                package_digest: verified.package_digest,
-            });
+            packages.push(signer.package(dir, name, manifest_json, wasm, "app_manifest.json")?);
         }
+        let (name, manifest_json, wasm) = SAMPLE_APPS
+            .first()
+            .context("this build has no sample app")?;
+        let update = signer.package(
+            dir,
+            name,
+            &rollout::update_manifest(manifest_json)?,
+            wasm,
+            "app_manifest-update.json",
+        )?;
 
         // The manufacturer CA, as `sevenfold manufacturer init` makes it.
         let maker_dir = dir.join("maker");
@@ -550,6 +652,7 @@ impl LocalMaterial {
             developer_public_pem: public.to_pem(),
             developer_public_path: public_path,
             packages,
+            update,
             maker_dir: absolute(&maker_dir),
             maker,
             maker_new,
@@ -835,11 +938,13 @@ fn prepare_device(dir: &Path, env: &DeviceEnv, tampered: bool) -> anyhow::Result
         StateDir::open(dir)?
     };
     state.trust_key(&env.developer_public_pem, &env.developer_public_path)?;
-    let mut installed = Vec::new();
-    for package in &env.packages {
-        installed.push(state.install(package)?);
-    }
+    // Healthy devices get their apps by deployment; the tampered one has
+    // them sideloaded, then damaged on disk.
     if tampered {
+        let mut installed = Vec::new();
+        for package in &env.packages {
+            installed.push(state.install(package)?);
+        }
         let first = installed
             .first()
             .context("no sample app was installed; this is a bug")?;
@@ -933,6 +1038,13 @@ struct Ready {
     tenant_id: String,
     devices: Vec<DeviceLine>,
     failed_device: FailedDevice,
+    /// The deployments' IDs: the sample apps, then the update.
+    deployment_ids: Vec<String>,
+    /// The problem the crashing app became.
+    problem_id: String,
+    /// The web dashboard, and a link that logs the admin in.
+    dashboard: String,
+    login_link: String,
 }
 
 #[derive(Serialize)]
@@ -966,8 +1078,25 @@ struct MakerLine {
     trusted_now: bool,
 }
 
+/// A deployment the quickstart made (or found) and what each device did.
+struct DeploymentLine {
+    what: &'static str,
+    deployment: Found<DeploymentInfo>,
+    /// Per healthy device: its update round's outcomes.
+    outcomes: Vec<(String, Vec<TargetOutcome>)>,
+}
+
+/// The problem the crashing app became.
+struct ProblemLine {
+    id: String,
+    title: String,
+    device: String,
+}
+
 /// What happened, for people.
 struct Summary {
+    deployments: Vec<DeploymentLine>,
+    problem: ProblemLine,
     data_dir: PathBuf,
     tenant_name: String,
     tenant_new: bool,
@@ -1095,6 +1224,55 @@ impl Summary {
                 if d.claimed_now { " (claimed now)" } else { "" }
             ));
         }
+        for act in &self.deployments {
+            let d = &act.deployment.value;
+            line(
+                &mut s,
+                "Deployment",
+                format!(
+                    "{} {}… ({}): {}",
+                    act.what,
+                    short(&d.id),
+                    new_or_reused(act.deployment.new),
+                    d.status
+                ),
+            );
+            for (device, outcomes) in &act.outcomes {
+                let done: Vec<String> = outcomes
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{} {} {}{}",
+                            o.name,
+                            o.version,
+                            o.state,
+                            o.reason
+                                .as_deref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                s.push_str(&format!(
+                    "  {device:<10} {}\n",
+                    if done.is_empty() {
+                        "already up to date".to_owned()
+                    } else {
+                        done.join(", ")
+                    }
+                ));
+            }
+        }
+        line(
+            &mut s,
+            "Problem",
+            format!(
+                "{}… \"{}\": {}'s app crashed (an injected fault) and reported it",
+                short(&self.problem.id),
+                self.problem.title,
+                self.problem.device
+            ),
+        );
         let f = &r.failed_device;
         s.push_str(&format!(
             "  {:<10} {}…  {}  one payload byte of its installed {} was flipped on disk;\n",
@@ -1131,9 +1309,9 @@ impl Summary {
             ),
         );
         line(&mut s, "", "sevenfold device list".to_owned());
+        line(&mut s, "Dashboard", r.dashboard.clone());
+        line(&mut s, "", format!("log in: {}", r.login_link));
         s.push('\n');
-        s.push_str(NOT_BUILT_YET);
-        s.push_str("\n\n");
         s
     }
 }
