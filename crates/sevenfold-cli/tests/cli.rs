@@ -452,10 +452,7 @@ fn check_quickstart_platform(ready: &Value) {
     let problem = ready["problem_id"].as_str().unwrap();
     let shown = api.get(&format!("/api/v1/tenants/{tenant}/problems/{problem}"));
     assert_eq!(shown.status, 200, "{shown:?}");
-    assert!(
-        shown.body["count"].as_u64() >= Some(1),
-        "{shown:?}"
-    );
+    assert!(shown.body["count"].as_u64() >= Some(1), "{shown:?}");
     let dashboard = ready["dashboard"].as_str().unwrap();
     assert!(dashboard.ends_with("/ui/"), "{ready}");
     assert!(ready["login_link"]

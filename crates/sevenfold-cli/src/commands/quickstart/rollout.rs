@@ -24,18 +24,21 @@ pub(super) const RUN_CHECK: Duration = Duration::from_secs(2);
 /// The update's manifest: the same app at its next minor version and next
 /// security version.
 pub(super) fn update_manifest(manifest_json: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(manifest_json).context("the sample app's manifest is not JSON")?;
-    let version = manifest["Version"]
-        .as_str()
+    let mut manifest: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(manifest_json)
+            .context("the sample app's manifest is not a JSON object")?;
+    let version = manifest
+        .get("Version")
+        .and_then(|v| v.as_str())
         .and_then(|v| semver::Version::parse(v).ok())
         .context("the sample app's manifest has no semantic Version")?;
     let next = semver::Version::new(version.major, version.minor + 1, 0);
-    let security = manifest["SecurityVersion"]
-        .as_u64()
+    let security = manifest
+        .get("SecurityVersion")
+        .and_then(serde_json::Value::as_u64)
         .context("the sample app's manifest has no SecurityVersion")?;
-    manifest["Version"] = next.to_string().into();
-    manifest["SecurityVersion"] = (security + 1).into();
+    manifest.insert("Version".into(), next.to_string().into());
+    manifest.insert("SecurityVersion".into(), (security + 1).into());
     Ok(serde_json::to_vec_pretty(&manifest)?)
 }
 
