@@ -23,6 +23,8 @@ struct TufInfo {
     root_version: u64,
     root_expires: String,
     consistent_snapshot: bool,
+    service_holds_root_keys: bool,
+    service_signs_targets: bool,
     roles: Vec<RoleInfo>,
 }
 
@@ -46,9 +48,19 @@ impl Render for TufInfo {
                 ("root version", self.root_version.to_string()),
                 ("root expires", self.root_expires.clone()),
                 ("consistent snapshots", self.consistent_snapshot.to_string()),
+                ("root keys held by", holder(self.service_holds_root_keys)),
+                ("targets keys held by", holder(self.service_signs_targets)),
             ]),
             table(&["ROLE", "THRESHOLD", "KEY IDS"], &rows, "")
         )
+    }
+}
+
+fn holder(service: bool) -> String {
+    if service {
+        "the service".into()
+    } else {
+        "the tenant (offline)".into()
     }
 }
 
