@@ -78,8 +78,13 @@ impl Render for RootDraftReport {
                 )
             })
             .collect();
+        let service_note = if s.progress.current_root.met() {
+            ""
+        } else {
+            " (while the service holds the current root keys, it adds theirs at submit)"
+        };
         format!(
-            "Root draft {} for group {}: version {} → {}, expires {}\n{roles}{}\n{}\n",
+            "Root draft {} for group {}: version {} → {}, expires {}\n{roles}{}{service_note}\n{}\n",
             self.file.display(),
             s.group_id,
             s.current_version,

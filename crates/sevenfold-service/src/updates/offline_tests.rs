@@ -136,7 +136,13 @@ async fn read_target(repo: &tough::Repository) -> Vec<u8> {
 
 #[tokio::test]
 async fn the_root_goes_offline_with_two_of_three_keys_and_rotates_again_offline() {
-    let f = fixture().await;
+    rotate_offline_twice(fixture().await).await;
+}
+
+/// Takes the root offline (the service cross-signs), rotates it again with
+/// the holders' keys only, and walks the result from root 1. Run on SQLite
+/// here and on PostgreSQL by `tests`.
+pub(super) async fn rotate_offline_twice(f: Fixture) {
     let dir = tempfile::tempdir().unwrap();
     publish(&f.store, &f.wrap, &f.tenant, &f.group, &Expiry::default())
         .await

@@ -166,6 +166,8 @@ async fn a_standard_tuf_client_walks_the_group_repository_on_postgres() {
     let mut versions = [a.unwrap().targets_version(), b.unwrap().targets_version()];
     versions.sort_unstable();
     assert_eq!(versions, [1, 2]);
+    // Roots signed offline are stored and their keys retired there too.
+    super::offline_tests::rotate_offline_twice(fixture_on(store.clone()).await).await;
     store.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
