@@ -193,7 +193,9 @@ fn the_tenant_takes_root_and_targets_keys_offline_and_devices_follow() {
 
     // A deployment now awaits the targets holders.
     let (v4, v4_file) = f.image("4.0.0", 4, "release");
-    f.deploy(&v4, &[]);
+    let d4 = f.deploy(&v4, &[]);
+    let shown = f.show(&d4);
+    assert_eq!(shown["awaiting_targets_signature"], true, "{shown}");
     let targets = f.path("targets.json");
     let drafted = f.op(&[
         "tuf",
@@ -221,6 +223,7 @@ fn the_tenant_takes_root_and_targets_keys_offline_and_devices_follow() {
         published["targets_version"].as_i64().unwrap() > 1,
         "{published}"
     );
+    assert_eq!(f.show(&d4)["awaiting_targets_signature"], false);
     // The device walks root 2 → 3, verifies the tenant's targets, installs v4.
     let report = update(&state);
     assert_eq!(report["outcomes"][0]["state"], "installed", "{report}");

@@ -264,6 +264,45 @@ async fn sources(
         .collect()
 }
 
+/// When the tenant holds the group's targets keys and the group's
+/// deployments changed since the targets they last signed: the
+/// deployments those targets carry (what devices still see). `None` when
+/// nothing awaits their signatures.
+pub(crate) async fn awaiting_signature(
+    store: &Store,
+    tenant_id: &str,
+    group_id: &str,
+) -> Result<Option<BTreeSet<String>>, UpdateError> {
+    let Some(root) = store.latest_tuf_metadata(group_id, "root").await? else {
+        return Ok(None);
+    };
+    let root: Signed<Root> = serde_json::from_slice(&root.body)
+        .map_err(|e| StoreError::Corrupt(format!("stored root.json: {e}")))?;
+    if service_signs_targets(store, tenant_id, group_id, &root.signed).await? {
+        return Ok(None);
+    }
+    let signed = match store.latest_tuf_metadata(group_id, "targets").await? {
+        Some(record) => {
+            serde_json::from_slice::<Signed<Targets>>(&record.body)
+                .map_err(|e| StoreError::Corrupt(format!("stored targets.json: {e}")))?
+                .signed
+        }
+        None => Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, expires_in(0)?),
+    };
+    let now = build_targets(store, tenant_id, group_id, signed.version, signed.expires).await?;
+    if now.targets == signed.targets {
+        return Ok(None);
+    }
+    Ok(Some(
+        signed
+            .targets
+            .values()
+            .filter_map(|t| t.custom.get("deployment_id"))
+            .filter_map(|id| id.as_str().map(str::to_owned))
+            .collect(),
+    ))
+}
+
 /// The targets of the group: the images of its live deployments, the
 /// newest deployment winning for each component.
 pub(super) async fn build_targets(
