@@ -97,16 +97,6 @@ fn stored_body<T: Serialize>(signed: &Signed<T>) -> Result<Vec<u8>, UpdateError>
     Ok(body)
 }
 
-fn role_name(role: RoleType) -> &'static str {
-    match role {
-        RoleType::Root => "root",
-        RoleType::Targets => "targets",
-        RoleType::Snapshot => "snapshot",
-        RoleType::Timestamp => "timestamp",
-        RoleType::DelegatedTargets => "delegated targets",
-    }
-}
-
 /// The rules of a well-formed root, beyond what parsing checked (key IDs
 /// match their keys, no key listed twice).
 fn check_shape(root: &Root) -> Result<(), UpdateError> {
@@ -130,7 +120,7 @@ fn check_shape(root: &Root) -> Result<(), UpdateError> {
         )));
     }
     for role in ROLE_TYPES {
-        let name = role_name(role);
+        let name = role;
         let keys = root
             .roles
             .get(&role)
@@ -165,7 +155,7 @@ fn check_shape(root: &Root) -> Result<(), UpdateError> {
 /// Snapshot and timestamp stay the service's online keys, unchanged.
 fn check_online_roles(current: &Root, next: &Root) -> Result<(), UpdateError> {
     for role in [RoleType::Snapshot, RoleType::Timestamp] {
-        let name = role_name(role);
+        let name = role;
         let (old, new) = (current.roles.get(&role), next.roles.get(&role));
         let same_keys = old.zip(new).is_some_and(|(old, new)| {
             old == new
@@ -218,9 +208,9 @@ fn threshold_refusal<T: Role + Serialize>(
     let count = valid_signatures(root, metadata);
     Err(refused(format!(
         "the new {} has {} valid signature(s) by the {which}'s {} keys; {} needed ({why})",
-        role_name(T::TYPE),
+        T::TYPE,
         count.valid,
-        role_name(T::TYPE),
+        T::TYPE,
         count.threshold
     )))
 }
