@@ -273,12 +273,11 @@ pub(crate) async fn awaiting_signature(
     tenant_id: &str,
     group_id: &str,
 ) -> Result<Option<BTreeSet<String>>, UpdateError> {
-    let Some(root) = store.latest_tuf_metadata(group_id, "root").await? else {
+    if store.latest_tuf_metadata(group_id, "root").await?.is_none() {
         return Ok(None);
-    };
-    let root: Signed<Root> = serde_json::from_slice(&root.body)
-        .map_err(|e| StoreError::Corrupt(format!("stored root.json: {e}")))?;
-    if service_signs_targets(store, tenant_id, group_id, &root.signed).await? {
+    }
+    let root = current_root(store, group_id).await?;
+    if service_signs_targets(store, tenant_id, group_id, &root).await? {
         return Ok(None);
     }
     let signed = match store.latest_tuf_metadata(group_id, "targets").await? {
