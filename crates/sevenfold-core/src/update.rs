@@ -183,6 +183,11 @@ pub struct DeploymentInfo {
     pub created_at: String,
     /// Per-state counts.
     pub counts: ProgressCounts,
+    /// The tenant holds the group's targets keys and devices do not see
+    /// this deployment as it is now until they sign the group's next
+    /// targets (`sevenfold tuf targets draft|sign|submit`).
+    #[serde(default)]
+    pub awaiting_targets_signature: bool,
     /// Per-device progress (`show` only; empty in lists).
     #[serde(default)]
     pub devices: Vec<DeviceProgressInfo>,

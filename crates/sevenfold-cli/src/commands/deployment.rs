@@ -33,6 +33,12 @@ impl Render for DeploymentInfo {
                 ),
             ])
         );
+        if self.awaiting_targets_signature {
+            text.push_str(
+                "\nawaiting targets signature: devices see this change once the holders of the \
+                 group's targets keys sign it (`sevenfold tuf targets draft|sign|submit`)\n",
+            );
+        }
         if !self.devices.is_empty() {
             let rows: Vec<Vec<String>> = self
                 .devices

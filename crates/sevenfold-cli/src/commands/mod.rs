@@ -29,6 +29,7 @@ mod signing_key;
 mod tenant;
 mod tenant_ca;
 mod tuf;
+mod tuf_offline;
 
 use std::process::ExitCode;
 

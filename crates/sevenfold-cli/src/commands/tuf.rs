@@ -1,4 +1,5 @@
-//! `sevenfold tuf show|rotate`.
+//! `sevenfold tuf show|rotate`, and dispatch of the offline-key commands
+//! (`tuf key|root|targets`, in `tuf_offline`).
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ struct TufInfo {
     root_version: u64,
     root_expires: String,
     consistent_snapshot: bool,
+    service_holds_root_keys: bool,
+    service_signs_targets: bool,
     roles: Vec<RoleInfo>,
 }
 
@@ -45,9 +48,19 @@ impl Render for TufInfo {
                 ("root version", self.root_version.to_string()),
                 ("root expires", self.root_expires.clone()),
                 ("consistent snapshots", self.consistent_snapshot.to_string()),
+                ("root keys held by", holder(self.service_holds_root_keys)),
+                ("targets keys held by", holder(self.service_signs_targets)),
             ]),
             table(&["ROLE", "THRESHOLD", "KEY IDS"], &rows, "")
         )
+    }
+}
+
+fn holder(service: bool) -> String {
+    if service {
+        "the service".into()
+    } else {
+        "the tenant (offline)".into()
     }
 }
 
@@ -78,10 +91,11 @@ impl Render for Rotation {
 }
 
 pub(crate) async fn run(mode: OutputMode, args: TufArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::connect(&args.conn, &args.tenant)?;
-    let tenant = client.tenant_id().await?;
+    let (conn, tenant) = (&args.conn, &args.tenant);
     match args.command {
         TufCommand::Show { group } => {
+            let client = Client::connect(conn, tenant)?;
+            let tenant = client.tenant_id().await?;
             let group = client.resolve_group(&tenant, &group).await?;
             let info: TufInfo = client
                 .get(
@@ -97,6 +111,8 @@ pub(crate) async fn run(mode: OutputMode, args: TufArgs) -> anyhow::Result<ExitC
             keys,
             threshold,
         } => {
+            let client = Client::connect(conn, tenant)?;
+            let tenant = client.tenant_id().await?;
             let group = client.resolve_group(&tenant, &group).await?;
             let body =
                 serde_json::json!({"role": role.as_str(), "keys": keys, "threshold": threshold});
@@ -115,6 +131,11 @@ pub(crate) async fn run(mode: OutputMode, args: TufArgs) -> anyhow::Result<ExitC
                 )
                 .await?;
             success(mode, &rotation)
+        }
+        TufCommand::Key(command) => super::tuf_offline::key(mode, command),
+        TufCommand::Root(command) => super::tuf_offline::root(mode, conn, tenant, command).await,
+        TufCommand::Targets(command) => {
+            super::tuf_offline::targets(mode, conn, tenant, command).await
         }
     }
 }

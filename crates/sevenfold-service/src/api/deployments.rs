@@ -168,7 +168,7 @@ pub(crate) async fn create_deployment(
             AuditOutcome::Ok,
             serde_json::json!({"group": group.id, "images": body.images, "percent": percent,
                 "deltas": deltas.iter().map(|d| &d.name).collect::<Vec<_>>(),
-                "max_failure_percent": max_failure_percent, "targets_version": targets_version}),
+                "max_failure_percent": max_failure_percent, "targets_version": targets_version.audit()}),
         )
         .await?;
     Ok((
@@ -340,7 +340,7 @@ async fn change(
     .await?;
     state
         .audit(operator, Some(tenant), action, id, AuditOutcome::Ok,
-            serde_json::json!({"status": status.as_str(), "percent": percent, "targets_version": targets_version}))
+            serde_json::json!({"status": status.as_str(), "percent": percent, "targets_version": targets_version.audit()}))
         .await?;
     Ok(Json(
         rollout::summarize(&state.store, &deployment, true).await?,

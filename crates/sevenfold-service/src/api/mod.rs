@@ -220,6 +220,10 @@ pub(crate) fn timestamp(ms: i64) -> String {
         failures::remove_webhook,
         tuf::show_tuf,
         tuf::rotate_keys,
+        tuf::current_root,
+        tuf::submit_root,
+        tuf::draft_targets,
+        tuf::submit_targets,
     ),
     components(schemas(sevenfold_core::api::Problem))
 )]
@@ -393,6 +397,18 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             &format!("{t}/device-groups/{{group}}/tuf/rotate"),
             post(tuf::rotate_keys),
+        )
+        .route(
+            &format!("{t}/device-groups/{{group}}/tuf/root"),
+            get(tuf::current_root).post(tuf::submit_root),
+        )
+        .route(
+            &format!("{t}/device-groups/{{group}}/tuf/targets/draft"),
+            get(tuf::draft_targets),
+        )
+        .route(
+            &format!("{t}/device-groups/{{group}}/tuf/targets"),
+            post(tuf::submit_targets),
         );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

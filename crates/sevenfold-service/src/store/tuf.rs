@@ -156,6 +156,33 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a new root the tenant signed offline and retires the
+    /// service's keys it no longer names, in one transaction.
+    /// [`StoreError::Conflict`] if that root version exists already.
+    pub async fn accept_tuf_root(
+        &self,
+        retire: &[TufKeyRecord],
+        root: &TufMetadataRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for key in retire {
+            sqlx::query(
+                "UPDATE tuf_keys SET retired_at = $1 WHERE tenant_id = $2 AND group_id = $3 \
+                 AND role = $4 AND key_id = $5 AND retired_at IS NULL",
+            )
+            .bind(now_millis())
+            .bind(&key.tenant_id)
+            .bind(&key.group_id)
+            .bind(&key.role)
+            .bind(&key.key_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_metadata(&mut tx, root).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Stores new versions of several roles at once (targets, snapshot and
     /// timestamp of one publication). [`StoreError::Conflict`] if any
     /// version exists already (another replica published concurrently).

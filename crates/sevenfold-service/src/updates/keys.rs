@@ -5,6 +5,11 @@
 //! wrap key, bound to a context naming tenant, group, role and key ID, so a
 //! wrapped key moved to another row does not unwrap. Unwrapped keys live
 //! only as long as one signing operation and are zeroised on drop.
+//!
+//! The same type is a tenant's offline key (`sevenfold tuf key generate`):
+//! then the PKCS#8 document lives in a PEM file (mode 0600) on the key
+//! holder's machine and never reaches the service; only its public half
+//! does, inside a root the tenant drafted.
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::Ed25519KeyPair;
@@ -20,8 +25,12 @@ use crate::store::{now_millis, TufKeyRecord};
 /// The four top-level TUF roles.
 pub(crate) const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 
-/// A private key in memory, for one signing operation.
-pub(crate) struct RoleKey {
+/// PEM label of a key file.
+const KEY_FILE_PEM_TAG: &str = "PRIVATE KEY";
+
+/// A TUF private key in memory, for one signing operation: one of the
+/// service's wrapped keys, or a tenant's key read from its file.
+pub struct RoleKey {
     pkcs8: Zeroizing<Vec<u8>>,
     public: Key,
     key_id: String,
@@ -37,7 +46,7 @@ impl std::fmt::Debug for RoleKey {
 
 impl RoleKey {
     /// A new Ed25519 key.
-    pub(crate) fn generate() -> Result<RoleKey, UpdateError> {
+    pub fn generate() -> Result<RoleKey, UpdateError> {
         let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
             .map_err(|_| UpdateError::Crypto("cannot generate an Ed25519 key".into()))?;
         RoleKey::from_pkcs8(Zeroizing::new(document.as_ref().to_vec()))
@@ -59,6 +68,37 @@ impl RoleKey {
             public,
             key_id,
         })
+    }
+
+    /// A key from a key file: PKCS#8 as PEM (`PRIVATE KEY`, what
+    /// [`RoleKey::to_pem`] writes) or as DER (what `tough`'s
+    /// `LocalKeySource` and `tuftool` read). Ed25519 or ECDSA P-256.
+    pub fn from_key_file(bytes: &[u8]) -> Result<RoleKey, UpdateError> {
+        if bytes.starts_with(b"-----BEGIN") {
+            let block = pem::parse(bytes)
+                .map_err(|e| UpdateError::Crypto(format!("key file is not PEM: {e}")))?;
+            if block.tag() != KEY_FILE_PEM_TAG {
+                return Err(UpdateError::Crypto(format!(
+                    "key file holds a PEM \"{}\" block, not a \"{KEY_FILE_PEM_TAG}\" (PKCS#8) key",
+                    block.tag()
+                )));
+            }
+            RoleKey::from_pkcs8(Zeroizing::new(block.into_contents()))
+        } else {
+            RoleKey::from_pkcs8(Zeroizing::new(bytes.to_vec()))
+        }
+    }
+
+    /// The key file: PKCS#8 as PEM. Secret: write it with mode 0600.
+    pub fn to_pem(&self) -> Zeroizing<String> {
+        sevenfold_rot::SoftwareKey::pkcs8_to_pem(&self.pkcs8)
+    }
+
+    /// The public key as TUF JSON (`{"keytype":…,"keyval":…,"scheme":…}`),
+    /// the form a root lists it in and `tuf root draft` reads.
+    pub fn public_json(&self) -> Result<String, UpdateError> {
+        serde_json::to_string_pretty(&self.public)
+            .map_err(|e| UpdateError::Crypto(format!("TUF public key: {e}")))
     }
 
     /// Unwraps a stored key.
@@ -101,12 +141,12 @@ impl RoleKey {
     }
 
     /// The TUF public key.
-    pub(crate) fn public(&self) -> &Key {
+    pub fn public(&self) -> &Key {
         &self.public
     }
 
     /// The TUF key ID, hex.
-    pub(crate) fn key_id(&self) -> &str {
+    pub fn key_id(&self) -> &str {
         &self.key_id
     }
 
@@ -167,5 +207,29 @@ mod tests {
         moved.group_id = "g2".into();
         assert!(RoleKey::unwrap(&moved, &wrap).is_err());
         assert!(!format!("{key:?}").contains("pkcs8"));
+    }
+
+    #[test]
+    fn key_files_round_trip_as_pem_and_as_der() {
+        let key = RoleKey::generate().unwrap();
+        let pem = key.to_pem();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{}", *pem);
+        assert_eq!(
+            RoleKey::from_key_file(pem.as_bytes()).unwrap().key_id(),
+            key.key_id()
+        );
+        assert_eq!(
+            RoleKey::from_key_file(&key.pkcs8).unwrap().key_id(),
+            key.key_id()
+        );
+        let public: Key = serde_json::from_str(&key.public_json().unwrap()).unwrap();
+        assert_eq!(&public, key.public());
+        for bad in [
+            &b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"[..],
+            b"not a key",
+            b"",
+        ] {
+            assert!(RoleKey::from_key_file(bad).is_err());
+        }
     }
 }

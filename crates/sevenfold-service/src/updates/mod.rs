@@ -5,7 +5,10 @@
 //! - `repo`: signing root, targets, snapshot and timestamp with `tough`.
 //! - `delta`: binary deltas from the group's previous version of a component.
 //! - `rollout`: progress accounting and the automatic halt.
-//! - `rotate`: root and targets key rotation with thresholds.
+//! - `rotate`: root and targets key rotation with thresholds, while the
+//!   service holds the keys.
+//! - `offline`: draft files that the tenant's key holders sign offline.
+//! - `submit`: the service's checks on a root or targets signed offline.
 //! - `device_routes`: `/device/v1/tuf/…` and `/device/v1/updates/progress`.
 //!
 //! Key decision: the repository is the same for every device of a group
@@ -17,10 +20,13 @@
 pub(crate) mod delta;
 pub(crate) mod device_routes;
 pub(crate) mod keys;
+pub mod offline;
 pub(crate) mod repo;
 pub(crate) mod rollout;
 pub(crate) mod rotate;
+pub(crate) mod submit;
 
+pub use keys::RoleKey;
 pub use repo::Expiry;
 
 use crate::store::StoreError;
@@ -38,6 +44,10 @@ pub enum UpdateError {
     /// A key could not be unwrapped.
     #[error("TUF key at rest: {0}")]
     Wrap(#[from] sevenfold_pki::PkiError),
+    /// Metadata signed offline (or a request to change it) was refused:
+    /// the reason says which rule it breaks. Nothing was changed.
+    #[error("{0}")]
+    Refused(String),
     /// `tough` refused to sign (boxed: its error is large).
     #[error("TUF signing: {0}")]
     Tough(#[from] Box<tough::error::Error>),
@@ -53,6 +63,7 @@ impl From<UpdateError> for crate::api::error::ApiError {
     fn from(e: UpdateError) -> Self {
         match e {
             UpdateError::Store(e) => e.into(),
+            UpdateError::Refused(reason) => crate::api::error::ApiError::Unprocessable(reason),
             other => crate::api::error::ApiError::Internal(other.to_string()),
         }
     }
@@ -94,5 +105,7 @@ pub(crate) async fn refresh_expiring(
     Ok(groups.len())
 }
 
+#[cfg(test)]
+mod offline_tests;
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,7 @@ use tough::schema::{
 use tough::TargetName;
 
 use super::keys::{RoleKey, ROLES};
+use super::offline::names;
 use super::UpdateError;
 use crate::store::{DeploymentStatus, Store, StoreError, TufMetadataRecord};
 
@@ -79,7 +80,8 @@ pub(super) fn expires_in(secs: i64) -> Result<jiff::Timestamp, UpdateError> {
         .map_err(|e| UpdateError::Crypto(format!("expiry out of range: {e}")))
 }
 
-fn version(v: i64) -> Result<NonZeroU64, UpdateError> {
+/// A stored version as TUF's non-zero version.
+pub(super) fn version(v: i64) -> Result<NonZeroU64, UpdateError> {
     u64::try_from(v)
         .ok()
         .and_then(NonZeroU64::new)
@@ -198,13 +200,53 @@ fn role_type(role: &str) -> Result<RoleType, UpdateError> {
 
 /// The group's current root.
 pub(super) async fn current_root(store: &Store, group_id: &str) -> Result<Root, UpdateError> {
+    Ok(current_signed_root(store, group_id).await?.signed)
+}
+
+/// The group's current root with its signatures.
+pub(crate) async fn current_signed_root(
+    store: &Store,
+    group_id: &str,
+) -> Result<Signed<Root>, UpdateError> {
     let record = store
         .latest_tuf_metadata(group_id, "root")
         .await?
         .ok_or_else(|| StoreError::not_found("TUF root of group", group_id))?;
-    let signed: Signed<Root> = serde_json::from_slice(&record.body)
-        .map_err(|e| StoreError::Corrupt(format!("stored root.json: {e}")))?;
-    Ok(signed.signed)
+    serde_json::from_slice(&record.body)
+        .map_err(|e| StoreError::Corrupt(format!("stored root.json: {e}")).into())
+}
+
+/// Whether the service holds a threshold of the keys `root` names for
+/// `role` (for root and targets: false once the tenant took them offline,
+/// `updates::submit`).
+pub(crate) async fn service_holds(
+    store: &Store,
+    tenant_id: &str,
+    group_id: &str,
+    root: &Root,
+    role: RoleType,
+) -> Result<bool, UpdateError> {
+    let Some(keys) = root.roles.get(&role) else {
+        return Ok(false);
+    };
+    let held = store
+        .tuf_keys(tenant_id, group_id, &role.to_string())
+        .await?
+        .iter()
+        .filter(|k| names(root, role, &k.key_id))
+        .count() as u64;
+    Ok(held >= keys.threshold.get())
+}
+
+/// Whether the service signs targets itself; if not, each new targets
+/// version waits for the tenant's signatures (`updates::submit`).
+pub(crate) async fn service_signs_targets(
+    store: &Store,
+    tenant_id: &str,
+    group_id: &str,
+    root: &Root,
+) -> Result<bool, UpdateError> {
+    service_holds(store, tenant_id, group_id, root, RoleType::Targets).await
 }
 
 async fn sources(
@@ -222,9 +264,47 @@ async fn sources(
         .collect()
 }
 
+/// When the tenant holds the group's targets keys and the group's
+/// deployments changed since the targets they last signed: the
+/// deployments those targets carry (what devices still see). `None` when
+/// nothing awaits their signatures.
+pub(crate) async fn awaiting_signature(
+    store: &Store,
+    tenant_id: &str,
+    group_id: &str,
+) -> Result<Option<BTreeSet<String>>, UpdateError> {
+    if store.latest_tuf_metadata(group_id, "root").await?.is_none() {
+        return Ok(None);
+    }
+    let root = current_root(store, group_id).await?;
+    if service_signs_targets(store, tenant_id, group_id, &root).await? {
+        return Ok(None);
+    }
+    let signed = match store.latest_tuf_metadata(group_id, "targets").await? {
+        Some(record) => {
+            serde_json::from_slice::<Signed<Targets>>(&record.body)
+                .map_err(|e| StoreError::Corrupt(format!("stored targets.json: {e}")))?
+                .signed
+        }
+        None => Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, expires_in(0)?),
+    };
+    let now = build_targets(store, tenant_id, group_id, signed.version, signed.expires).await?;
+    if now.targets == signed.targets {
+        return Ok(None);
+    }
+    Ok(Some(
+        signed
+            .targets
+            .values()
+            .filter_map(|t| t.custom.get("deployment_id"))
+            .filter_map(|id| id.as_str().map(str::to_owned))
+            .collect(),
+    ))
+}
+
 /// The targets of the group: the images of its live deployments, the
 /// newest deployment winning for each component.
-async fn build_targets(
+pub(super) async fn build_targets(
     store: &Store,
     tenant_id: &str,
     group_id: &str,
@@ -290,28 +370,74 @@ async fn build_targets(
     Ok(targets)
 }
 
+/// What a publication did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Publication {
+    /// New targets, snapshot and timestamp versions are out; the targets
+    /// version.
+    Signed(i64),
+    /// The tenant holds the targets keys: the group's deployments changed,
+    /// but devices see it only once the tenant signs targets this version
+    /// (`sevenfold tuf targets draft|sign|submit`).
+    AwaitingTargetsSignature(i64),
+}
+
+impl Publication {
+    /// The targets version published, or awaiting signatures.
+    pub(crate) fn targets_version(self) -> i64 {
+        match self {
+            Publication::Signed(v) | Publication::AwaitingTargetsSignature(v) => v,
+        }
+    }
+
+    /// For the audit log.
+    pub(crate) fn audit(self) -> serde_json::Value {
+        match self {
+            Publication::Signed(v) => serde_json::json!(v),
+            Publication::AwaitingTargetsSignature(v) => {
+                serde_json::json!({"awaiting_targets_signature": v})
+            }
+        }
+    }
+}
+
 /// Publishes the group's current targets: new targets, snapshot and
 /// timestamp versions, stored together. Retries when another replica
-/// published the same versions first. Returns the targets version.
+/// published the same versions first. When the tenant holds the targets
+/// keys nothing is signed: the next targets version awaits them.
 pub(crate) async fn publish(
     store: &Store,
     wrap: &KeyWrap,
     tenant_id: &str,
     group_id: &str,
     expiry: &Expiry,
-) -> Result<i64, UpdateError> {
+) -> Result<Publication, UpdateError> {
     ensure_repository(store, wrap, tenant_id, group_id, expiry).await?;
+    let root = current_root(store, group_id).await?;
+    if !service_signs_targets(store, tenant_id, group_id, &root).await? {
+        let next = next_version(store, group_id, "targets").await?;
+        tracing::info!(
+            group = group_id,
+            targets_version = next,
+            "targets await the tenant's signatures"
+        );
+        return Ok(Publication::AwaitingTargetsSignature(next));
+    }
     let mut last = None;
     for _ in 0..PUBLISH_ATTEMPTS {
         match try_publish(store, wrap, tenant_id, group_id, expiry).await {
             Err(UpdateError::Store(StoreError::Conflict(e))) => last = Some(e),
-            other => return other,
+            other => return other.map(Publication::Signed),
         }
     }
     Err(StoreError::Conflict(last.unwrap_or_default()).into())
 }
 
-async fn next_version(store: &Store, group_id: &str, role: &str) -> Result<i64, UpdateError> {
+pub(super) async fn next_version(
+    store: &Store,
+    group_id: &str,
+    role: &str,
+) -> Result<i64, UpdateError> {
     Ok(store
         .latest_tuf_metadata(group_id, role)
         .await?
@@ -406,13 +532,35 @@ pub(crate) async fn refresh(
         return Ok(());
     };
     let half = |secs: i64| secs.saturating_mul(500);
-    if targets.expires_at - now < half(expiry.targets_secs)
-        || snapshot.expires_at - now < half(expiry.snapshot_secs)
-    {
-        publish(store, wrap, tenant_id, group_id, expiry).await?;
-        return Ok(());
-    }
     let root = current_root(store, group_id).await?;
+    let targets_due = targets.expires_at - now < half(expiry.targets_secs);
+    let snapshot_due = snapshot.expires_at - now < half(expiry.snapshot_secs);
+    if service_signs_targets(store, tenant_id, group_id, &root).await? {
+        if targets_due || snapshot_due {
+            publish(store, wrap, tenant_id, group_id, expiry).await?;
+            return Ok(());
+        }
+    } else {
+        if targets_due {
+            tracing::warn!(
+                group = group_id,
+                expires_at = targets.expires_at,
+                "the targets signed by the tenant expire soon: sign a new version with \
+                 `sevenfold tuf targets draft|sign|submit`"
+            );
+        }
+        if snapshot_due {
+            for _ in 0..PUBLISH_ATTEMPTS {
+                let (snapshot, timestamp) =
+                    sign_snapshot_and_timestamp(store, wrap, &root, &targets, expiry).await?;
+                match store.add_tuf_metadata(&[snapshot, timestamp]).await {
+                    Err(StoreError::Conflict(_)) => continue,
+                    other => return Ok(other?),
+                }
+            }
+            return Ok(());
+        }
+    }
     for _ in 0..PUBLISH_ATTEMPTS {
         let timestamp = sign_timestamp(store, wrap, &root, &snapshot, expiry).await?;
         match store.add_tuf_metadata(&[timestamp]).await {

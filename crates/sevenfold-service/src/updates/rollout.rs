@@ -3,7 +3,7 @@
 
 use sevenfold_core::update::{in_rollout, DeploymentInfo, DeviceProgressInfo, ProgressCounts};
 
-use super::repo::{publish, Expiry};
+use super::repo::{awaiting_signature, publish, Expiry};
 use super::UpdateError;
 use crate::api::timestamp;
 use crate::store::{Deployment, DeploymentStatus, ProgressState, Store};
@@ -64,6 +64,16 @@ pub(crate) async fn summarize(
         .into_iter()
         .map(|i| i.image.id)
         .collect();
+    let awaiting_targets_signature =
+        match awaiting_signature(store, &deployment.tenant_id, &deployment.group_id).await? {
+            None => false,
+            Some(signed) => {
+                matches!(
+                    deployment.status,
+                    DeploymentStatus::Active | DeploymentStatus::Halted
+                ) || signed.contains(&deployment.id)
+            }
+        };
     Ok(DeploymentInfo {
         id: deployment.id.clone(),
         group_id: deployment.group_id.clone(),
@@ -75,6 +85,7 @@ pub(crate) async fn summarize(
         created_by: deployment.created_by.clone(),
         created_at: timestamp(deployment.created_at),
         counts,
+        awaiting_targets_signature,
         devices: if with_devices { devices } else { Vec::new() },
     })
 }

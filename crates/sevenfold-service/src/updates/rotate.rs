@@ -7,24 +7,24 @@
 //! `add_old_signatures`); the old keys of the rotated role are retired in
 //! the same transaction that stores the new root. New targets, snapshot
 //! and timestamp versions follow, signed under the new root.
-
-use std::collections::HashSet;
-use std::num::NonZeroU64;
+//!
+//! This is for keys the service holds. Once the tenant holds the root keys
+//! (`updates::offline`, `updates::submit`) the service cannot sign a new
+//! root and refuses, pointing at the offline commands.
 
 use aws_lc_rs::rand::SystemRandom;
 use serde::Serialize;
 use sevenfold_pki::KeyWrap;
 use tough::editor::signed::SignedRole;
-use tough::schema::decoded::{Decoded, Hex};
-use tough::schema::{KeyHolder, RoleKeys, RoleType};
+use tough::schema::{KeyHolder, RoleType};
 
 use super::keys::RoleKey;
-use super::repo::{current_root, ensure_repository, expires_in, publish, record, Expiry};
+use super::offline::{check_role_size, set_role_keys};
+use super::repo::{
+    current_root, ensure_repository, expires_in, publish, record, service_holds, Expiry,
+};
 use super::UpdateError;
 use crate::store::{Store, StoreError};
-
-/// Most keys a role may have.
-pub(crate) const MAX_KEYS: usize = 16;
 
 /// What a rotation produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -57,19 +57,12 @@ pub(crate) async fn rotate(
         "root" => RoleType::Root,
         "targets" => RoleType::Targets,
         other => {
-            return Err(StoreError::Invalid(format!(
+            return Err(UpdateError::Refused(format!(
                 "only root and targets keys are rotated, not {other} (snapshot and timestamp keys are the service's)"
-            ))
-            .into())
+            )))
         }
     };
-    if keys == 0 || keys > MAX_KEYS || threshold == 0 || threshold > keys {
-        return Err(StoreError::Invalid(format!(
-            "a role needs 1 to {MAX_KEYS} keys and a threshold between 1 and the number of keys \
-             (asked: {keys} keys, threshold {threshold})"
-        ))
-        .into());
-    }
+    check_role_size(keys, threshold as u64)?;
     ensure_repository(store, wrap, tenant_id, group_id, expiry).await?;
     let old_root = current_root(store, group_id).await?;
     let old_root_keys: Vec<RoleKey> = store
@@ -78,6 +71,12 @@ pub(crate) async fn rotate(
         .iter()
         .map(|r| RoleKey::unwrap(r, wrap))
         .collect::<Result<_, _>>()?;
+    if !service_holds(store, tenant_id, group_id, &old_root, RoleType::Root).await? {
+        return Err(UpdateError::Refused(format!(
+            "the root keys of group {group_id} are held by the tenant, not the service; \
+             rotate offline with `sevenfold tuf root draft`, `tuf root sign` and `tuf root submit`"
+        )));
+    }
 
     let fresh: Vec<RoleKey> = (0..keys)
         .map(|_| RoleKey::generate())
@@ -89,30 +88,8 @@ pub(crate) async fn rotate(
         .ok_or_else(|| StoreError::Corrupt("root version overflow".into()))?;
     new_root.version = version;
     new_root.expires = expires_in(expiry.root_secs)?;
-    let mut ids = Vec::new();
-    for key in &fresh {
-        let id: Decoded<Hex> = hex::decode(key.key_id())
-            .map_err(|e| UpdateError::Crypto(e.to_string()))?
-            .into();
-        new_root.keys.insert(id.clone(), key.public().clone());
-        ids.push(id);
-    }
-    new_root.roles.insert(
-        role_type,
-        RoleKeys {
-            keyids: ids,
-            threshold: NonZeroU64::new(threshold as u64)
-                .ok_or_else(|| StoreError::Invalid("threshold 0".into()))?,
-            _extra: Default::default(),
-        },
-    );
-    // Keys no role names any more leave the key list.
-    let used: HashSet<_> = new_root
-        .roles
-        .values()
-        .flat_map(|r| r.keyids.iter().cloned())
-        .collect();
-    new_root.keys.retain(|id, _| used.contains(id));
+    let publics: Vec<_> = fresh.iter().map(|k| k.public().clone()).collect();
+    set_role_keys(&mut new_root, role_type, &publics, threshold as u64)?;
 
     let rng = SystemRandom::new();
     let new_root_signers: Vec<_> = if role == "root" {

@@ -12,16 +12,16 @@ use tough::{RepositoryLoader, TargetName};
 use super::repo::{publish, Expiry};
 use crate::store::{DeploymentImage, NewDeployment, NewImage, Store};
 
-struct Fixture {
-    store: Store,
-    wrap: KeyWrap,
-    tenant: String,
-    group: String,
-    package: Vec<u8>,
-    sha256: String,
+pub(super) struct Fixture {
+    pub(super) store: Store,
+    pub(super) wrap: KeyWrap,
+    pub(super) tenant: String,
+    pub(super) group: String,
+    pub(super) package: Vec<u8>,
+    pub(super) sha256: String,
 }
 
-async fn fixture() -> Fixture {
+pub(super) async fn fixture() -> Fixture {
     fixture_on(Store::connect("sqlite::memory:", 1).await.unwrap()).await
 }
 
@@ -84,7 +84,7 @@ async fn fixture_on(store: Store) -> Fixture {
 }
 
 /// Writes the repository as the device API serves it.
-async fn export(f: &Fixture, dir: &Path) -> Vec<u8> {
+pub(super) async fn export(f: &Fixture, dir: &Path) -> Vec<u8> {
     let metadata = dir.join("metadata");
     let targets = dir.join("targets");
     std::fs::create_dir_all(&metadata).unwrap();
@@ -123,7 +123,7 @@ async fn export(f: &Fixture, dir: &Path) -> Vec<u8> {
         .body
 }
 
-fn url(dir: &Path, sub: &str) -> reqwest::Url {
+pub(super) fn url(dir: &Path, sub: &str) -> reqwest::Url {
     reqwest::Url::from_directory_path(dir.join(sub)).unwrap()
 }
 
@@ -163,9 +163,11 @@ async fn a_standard_tuf_client_walks_the_group_repository_on_postgres() {
         publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry),
         publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
     );
-    let mut versions = [a.unwrap(), b.unwrap()];
+    let mut versions = [a.unwrap().targets_version(), b.unwrap().targets_version()];
     versions.sort_unstable();
     assert_eq!(versions, [1, 2]);
+    // Roots signed offline are stored and their keys retired there too.
+    super::offline_tests::rotate_offline_twice(fixture_on(store.clone()).await).await;
     store.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
@@ -184,7 +186,7 @@ async fn walk(f: Fixture) {
     let v = publish(&f.store, &f.wrap, &f.tenant, &f.group, &expiry)
         .await
         .unwrap();
-    assert_eq!(v, 2);
+    assert_eq!(v, super::repo::Publication::Signed(2));
     let dir = tempfile::tempdir().unwrap();
     let root = export(&f, dir.path()).await;
     let repo = RepositoryLoader::new(
