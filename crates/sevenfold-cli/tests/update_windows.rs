@@ -64,6 +64,9 @@ fn updates_wait_for_the_window_and_for_an_app_deferral_and_now_overrides_them() 
         std::fs::metadata(&v2_file).unwrap().len()
     );
     assert_eq!(report["changed"], false);
+    // The next round is due when the window opens, not an interval later.
+    let next = report["next_round_in_secs"].as_u64().unwrap();
+    assert!((7080..=7200).contains(&next), "{report}");
     assert_eq!(active_sha256(&state), file_sha256(&v1_file));
     let row = f.show(&d2);
     assert_eq!(device_row(&row, &device)["state"], "downloading", "{row}");
@@ -114,6 +117,7 @@ fn updates_wait_for_the_window_and_for_an_app_deferral_and_now_overrides_them() 
             .contains("deferred by the app"),
         "{report}"
     );
+    assert!(report["next_round_in_secs"].as_u64() <= Some(3), "{report}");
     assert_eq!(active_sha256(&state), file_sha256(&v3_file));
     std::thread::sleep(std::time::Duration::from_secs(4));
     let report = scheduled(&state);
@@ -139,4 +143,53 @@ fn a_bad_update_window_is_refused() {
         ],
     );
     assert!(err.contains("HH:MM-HH:MM"), "{err}");
+}
+
+/// A running agent checks again when a held update's hold lifts, not an
+/// update interval (here an hour) later.
+#[test]
+fn a_running_agent_applies_a_held_update_when_its_hold_lifts() {
+    use std::io::{BufRead, BufReader};
+
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, _) = f.device("dev1", &v1_file);
+    let storage = state.join(format!("app-storage/{BLINK}"));
+    std::fs::create_dir_all(&storage).unwrap();
+    std::fs::write(storage.join("sevenfold-defer-update"), "5\n").unwrap();
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    f.deploy(&v2, &[]);
+
+    let mut agent = std::process::Command::new(support::bin())
+        .args(["--output", "json", "agent", "run", "--state-dir", s(&state)])
+        .args(["--update-interval", "3600"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = agent.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+                if value["event"] == "update" && tx.send(value).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("no update round");
+    assert_eq!(first["outcomes"][0]["state"], "waiting", "{first}");
+    let held_at = std::time::Instant::now();
+    let second = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("no second round within 30 s of the hold (the interval is an hour)");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(second["outcomes"][0]["state"], "installed", "{second}");
+    assert!(held_at.elapsed() >= std::time::Duration::from_secs(3));
+    assert_eq!(active_sha256(&state), file_sha256(&v2_file));
 }

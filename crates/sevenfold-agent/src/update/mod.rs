@@ -139,6 +139,11 @@ pub struct UpdateReport {
     /// A new runtime waits on trial in its slot: a supervised runtime exits
     /// with `runtime::RESTART_EXIT_CODE` so the supervisor starts it.
     pub runtime_restart: bool,
+    /// When a held-back update may be applied (its window opens, its
+    /// deferral runs out), in seconds: the next round should come then
+    /// rather than at the regular interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_round_in_secs: Option<u64>,
 }
 
 /// How a round was asked for.
@@ -307,11 +312,21 @@ pub async fn update_once(
         if !options.now {
             let now = jiff::Timestamp::now().as_second();
             let window = custom.update_window.as_deref();
-            if let Some(why) = schedule::hold(state, &custom.component_id, &sha256, window, now)? {
+            if let Some(held) = schedule::hold(state, &custom.component_id, &sha256, window, now)? {
                 fetch::stage(&state.path(STAGED_DIR), &sha256, &fetched.bytes)?;
-                tracing::info!(component = %custom.component_id, reason = %why, "update held back");
-                report_progress(&client, &custom.deployment_id, "downloading", Some(&why)).await;
-                report.outcomes.push(outcome("waiting", Some(why)));
+                tracing::info!(component = %custom.component_id, reason = %held.reason, "update held back");
+                report_progress(
+                    &client,
+                    &custom.deployment_id,
+                    "downloading",
+                    Some(&held.reason),
+                )
+                .await;
+                if let Some(secs) = held.lifts_in_secs {
+                    report.next_round_in_secs =
+                        Some(report.next_round_in_secs.map_or(secs, |n| n.min(secs)));
+                }
+                report.outcomes.push(outcome("waiting", Some(held.reason)));
                 continue;
             }
         }

@@ -26,6 +26,16 @@ const DEFERRALS_DIR: &str = "updates/deferrals";
 /// Longest deferral request read.
 const MAX_REQUEST_LEN: u64 = 64;
 
+/// Why a target is held back, and when the hold lifts by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hold {
+    /// For the operator (reported as the progress reason).
+    pub(crate) reason: String,
+    /// Seconds until the window opens or the deferral runs out; `None`
+    /// when only a change on the service lifts it (an unusable window).
+    pub(crate) lifts_in_secs: Option<u64>,
+}
+
 /// Why the target may not be applied now, or `None` if it may.
 pub(crate) fn hold(
     state: &StateDir,
@@ -33,19 +43,28 @@ pub(crate) fn hold(
     target_sha256: &str,
     window: Option<&str>,
     now_secs: i64,
-) -> Result<Option<String>, AgentError> {
+) -> Result<Option<Hold>, AgentError> {
     if let Some(text) = window {
         match UpdateWindow::parse(text) {
             Ok(w) if !w.contains(now_secs) => {
-                return Ok(Some(format!(
-                    "outside the group's update window {w} UTC (opens in {} min); \
-                     downloaded and verified, applied inside the window",
-                    w.opens_in(now_secs).div_ceil(60)
-                )))
+                let opens_in = w.opens_in(now_secs);
+                return Ok(Some(Hold {
+                    reason: format!(
+                        "outside the group's update window {w} UTC (opens in {} min); \
+                         downloaded and verified, applied inside the window",
+                        opens_in.div_ceil(60)
+                    ),
+                    lifts_in_secs: Some(u64::from(opens_in)),
+                }));
             }
             Ok(_) => {}
             // Signed, but unusable: hold (fail closed); `--now` overrides.
-            Err(e) => return Ok(Some(format!("{e}; not applied until the window is fixed"))),
+            Err(e) => {
+                return Ok(Some(Hold {
+                    reason: format!("{e}; not applied until the window is fixed"),
+                    lifts_in_secs: None,
+                }))
+            }
         }
     }
     deferral(state, component, target_sha256, now_secs)
@@ -84,7 +103,7 @@ fn deferral(
     component: &str,
     target_sha256: &str,
     now_secs: i64,
-) -> Result<Option<String>, AgentError> {
+) -> Result<Option<Hold>, AgentError> {
     let Some(requested) = request(state, component)? else {
         return Ok(None);
     };
@@ -106,11 +125,14 @@ fn deferral(
     };
     let until = since.saturating_add(i64::from(requested.min(MAX_DEFERRAL_SECS)));
     if now_secs < until {
-        Ok(Some(format!(
-            "deferred by the app for {} s more (an app may defer an update at most {} h)",
-            until - now_secs,
-            MAX_DEFERRAL_SECS / 3600
-        )))
+        Ok(Some(Hold {
+            reason: format!(
+                "deferred by the app for {} s more (an app may defer an update at most {} h)",
+                until - now_secs,
+                MAX_DEFERRAL_SECS / 3600
+            ),
+            lifts_in_secs: u64::try_from(until - now_secs).ok(),
+        }))
     } else {
         Ok(None)
     }
@@ -136,6 +158,12 @@ mod tests {
         let held = hold(&s, "c", "aa", Some("04:00-05:00"), T0)
             .unwrap()
             .unwrap();
+        assert_eq!(
+            held.lifts_in_secs,
+            Some(3600),
+            "it lifts when the window opens"
+        );
+        let held = held.reason;
         assert!(
             held.contains("outside the group's update window 04:00-05:00"),
             "{held}"
@@ -152,6 +180,12 @@ mod tests {
         let (_d, s) = state();
         request_defer(&s, "c", "600\n");
         let held = hold(&s, "c", "aa", None, T0).unwrap().unwrap();
+        assert_eq!(
+            held.lifts_in_secs,
+            Some(600),
+            "it lifts when the deferral runs out"
+        );
+        let held = held.reason;
         assert!(held.contains("600 s more"), "{held}");
         assert!(s.path(DEFERRALS_DIR).join("c").exists());
         assert!(hold(&s, "c", "aa", None, T0 + 599).unwrap().is_some());

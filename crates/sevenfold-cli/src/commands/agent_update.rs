@@ -180,6 +180,15 @@ pub(super) async fn update_loop(
                     let _ = restart.send(true);
                     return;
                 }
+                // A held-back update: come back when its window opens or
+                // its deferral runs out, not an interval later. A second
+                // past the moment, spread by up to a tenth of the wait (at
+                // most a minute) so a fleet does not arrive all at once.
+                if let Some(secs) = report.next_round_in_secs {
+                    let spread = Duration::from_secs(secs.min(600) / 10);
+                    let wake = Duration::from_secs(secs + 1) + spread - jittered_part(spread);
+                    delay = delay.min(wake);
+                }
             }
             Err(e @ (UpdateError::NoCertificate | UpdateError::Network(_) | UpdateError::Busy)) => {
                 tracing::info!(error = %e, "update check postponed");
@@ -207,13 +216,18 @@ pub(super) async fn until_either(a: watch::Receiver<bool>, b: watch::Receiver<bo
 
 /// `interval` shortened by up to [`UPDATE_JITTER`] at random.
 fn jittered(interval: Duration) -> Duration {
+    interval - jittered_part(interval.mul_f64(UPDATE_JITTER))
+}
+
+/// A random share of `span`, from zero to all of it.
+fn jittered_part(span: Duration) -> Duration {
     let bytes = sevenfold_rot::random_nonce().unwrap_or_default();
     let mut word = [0u8; 8];
     for (w, b) in word.iter_mut().zip(bytes.iter()) {
         *w = *b;
     }
     let share = u64::from_le_bytes(word) as f64 / u64::MAX as f64;
-    interval.mul_f64(1.0 - UPDATE_JITTER * share)
+    span.mul_f64(share)
 }
 
 #[cfg(test)]
