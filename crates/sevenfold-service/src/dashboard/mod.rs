@@ -70,7 +70,35 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route(&format!("{t}/ca"), get(tenant::ca))
         .route(&format!("{t}/ca/chain.pem"), get(tenant::ca_chain))
+        .layer(middleware::from_fn(same_origin))
         .layer(middleware::from_fn(security_headers))
+}
+
+/// Refuses a form posted from another origin (the browser says where a
+/// request comes from in `Origin`): defense in depth beside the CSRF token
+/// and `SameSite=Strict`, and the only guard of the login form.
+async fn same_origin(request: axum::extract::Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::POST {
+        let header = |name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        if let Some(origin) = header(header::ORIGIN) {
+            let origin_host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .unwrap_or(origin);
+            if Some(origin_host) != header(header::HOST) {
+                return PageError(ApiError::Forbidden(format!(
+                    "a form from {origin} cannot act on this dashboard"
+                )))
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// Headers every dashboard response carries.
@@ -131,3 +159,44 @@ impl IntoResponse for PageError {
 
 /// What a page handler returns.
 pub(crate) type PageResult = Result<Response, PageError>;
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app() -> Router {
+        Router::new()
+            .route("/ui/x", post(|| async { "done" }))
+            .layer(middleware::from_fn(same_origin))
+    }
+
+    async fn post_from(origin: Option<&str>) -> StatusCode {
+        let mut request = Request::post("/ui/x").header("host", "127.0.0.1:8443");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        app()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn forms_from_another_origin_are_refused() {
+        assert_eq!(
+            post_from(Some("https://127.0.0.1:8443")).await,
+            StatusCode::OK
+        );
+        assert_eq!(post_from(None).await, StatusCode::OK);
+        assert_eq!(
+            post_from(Some("https://evil.example")).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(post_from(Some("null")).await, StatusCode::FORBIDDEN);
+    }
+}
