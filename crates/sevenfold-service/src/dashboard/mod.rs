@@ -20,7 +20,8 @@
 //!   ([`crate::store::FleetSummary`], [`crate::store::FleetFilter`]), never a
 //!   whole fleet, so they stay fast with 100 000 devices.
 //! * **Headers.** A strict Content-Security-Policy (only this origin's
-//!   script and style), no framing, no referrer, no caching of pages.
+//!   script and style), no framing, no referrer to other sites, no caching
+//!   of pages, and forms refused unless posted from this origin.
 
 mod assets;
 mod chart;
@@ -113,7 +114,9 @@ async fn security_headers(request: axum::extract::Request, next: Next) -> Respon
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it a browser sends `Origin: null` with
+        // this origin's own forms, which `same_origin` must refuse.
+        (header::REFERRER_POLICY, "same-origin"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
