@@ -64,6 +64,7 @@ mod counters;
 mod error;
 mod fsutil;
 pub mod journal;
+mod measurement_log;
 pub mod reporter;
 mod rot_backend;
 pub mod runtime;
@@ -82,6 +83,7 @@ pub use attest::{build_evidence, AttestError, Attestation, EVIDENCE_PATH, NONCE_
 pub use boot::{measured_boot, BootReport, RuntimeImage, VerifiedImage, RUNTIME_NAME};
 pub use counters::CounterMap;
 pub use error::AgentError;
+pub use measurement_log::MEASUREMENT_LOG_FILE;
 pub use rot_backend::{resolve_tcti, DEFAULT_TCTI};
 pub use state::{
     AgentConfig, InitOptions, InitReport, InstalledImage, RotBackend, StateDir, TlsKey,

@@ -184,20 +184,18 @@ fn agent_on_a_tpm_attests_and_uses_its_certificate_for_mutual_tls() {
     let tcti = tpm.tcti();
     let (_fleet, state) =
         attests_and_uses_its_certificate(&["--rot", "tpm", "--tcti", &tcti], "tpm");
-    // PCRs reset only with the platform: a second start in the same TPM
-    // power cycle is refused with the reason, not left to fail attestation.
-    let again = sevenfold(&[
-        "agent",
-        "run",
-        "--state-dir",
-        s(&state),
-        "--once",
-        "--tcti",
-        &tcti,
-    ]);
-    assert!(!again.status.success());
-    let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("reboot"), "{err}");
+    // A measurement log that does not replay to the PCRs: the agent refuses
+    // to start, and says what to do.
+    let log = state.join(sevenfold_agent::MEASUREMENT_LOG_FILE);
+    let honest = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, honest.lines().next().unwrap().to_owned() + "\n").unwrap();
+    let refused = attest_once(&state);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("does not match the root of trust's registers") && err.contains("Reboot"),
+        "{err}"
+    );
 }
 
 /// Runs the scenario; returns the fleet (alive, so its files stay) and the
@@ -220,6 +218,22 @@ fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, Path
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("attested: pass"), "{stdout}");
+
+    // A restart of the agent is another boot. On a TPM it extends the same
+    // PCRs (one power cycle), so it appends to the cycle's measurement log
+    // and the quote covers both starts; the verifier passes it again.
+    let again = attest_once(&state);
+    assert!(
+        again.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let logged = std::fs::read_to_string(state.join(sevenfold_agent::MEASUREMENT_LOG_FILE))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(logged, if backend == "tpm" { 4 } else { 2 });
 
     // Mutual TLS with the new certificate.
     let who = ok_json(&["agent", "whoami", "--state-dir", s(&state)]);
@@ -272,11 +286,13 @@ fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, Path
         "{subject}"
     );
 
-    // The operator sees the verdict with its measurements.
+    // The operator sees the verdicts with the measurements of the boot
+    // that runs now.
     let history = f.admin.get(&format!(
         "/api/v1/tenants/{tenant}/devices/{id}/attestations"
     ));
     assert_eq!(history.body[0]["verdict"], "pass", "{history:?}");
+    assert_eq!(history.body[1]["verdict"], "pass", "{history:?}");
     assert_eq!(history.body[0]["measurements"].as_array().unwrap().len(), 2);
 
     // Revocation takes effect at once for new connections.

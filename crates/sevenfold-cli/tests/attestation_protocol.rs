@@ -33,6 +33,12 @@ struct Device {
 
 impl Device {
     fn new(maker: &ManufacturerCa) -> Device {
+        Device::booted(maker, Some(Digest::of(RUNTIME)))
+    }
+
+    /// A device whose first boot measured the runtime build `runtime`
+    /// (`None`: nothing measured yet).
+    fn booted(maker: &ManufacturerCa, runtime: Option<Digest>) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let rot = SoftRoot::create(&dir.path().join("rot")).unwrap();
         let endorsement = maker
@@ -47,11 +53,9 @@ impl Device {
             endorsement,
             log: EventLog::new(),
         };
-        d.measure(
-            ComponentKind::Runtime,
-            RUNTIME_COMPONENT_ID,
-            Digest::of(RUNTIME),
-        );
+        if let Some(runtime) = runtime {
+            d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+        }
         d
     }
 
@@ -171,7 +175,12 @@ impl World {
     }
 
     fn claimed_device(&self) -> Device {
-        let d = Device::new(&self.maker);
+        self.claimed_device_running(Some(Digest::of(RUNTIME)))
+    }
+
+    /// A claimed device whose first boot measured `runtime` (see [`Device::booted`]).
+    fn claimed_device_running(&self, runtime: Option<Digest>) -> Device {
+        let d = Device::booted(&self.maker, runtime);
         let r = self.admin.post(
             &format!("/api/v1/tenants/{}/devices", self.tenant),
             json!({"device_id": d.id(), "endorsement_pem": d.endorsement}),
@@ -318,6 +327,75 @@ fn forged_logs_unknown_images_and_revoked_runtimes_are_refused() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     w.refused(&fresh.attest(&w.device_api), "revoked");
+}
+
+/// A TPM's PCRs reset only with the platform: every start of the agent in
+/// one power cycle adds a boot segment (runtime, then apps) to one log. The
+/// verifier judges every segment (each ran, and is in the quoted PCRs) and
+/// records the last one, which is what runs now.
+#[test]
+fn several_boots_in_one_power_cycle_are_judged_segment_by_segment() {
+    let w = World::new();
+    let (component, known) = w.image("1.0.0", true);
+    let runtime = Digest::of(RUNTIME);
+
+    // Two honest boots: pass, and the history shows the boot that runs now.
+    let mut d = w.claimed_device();
+    d.measure(ComponentKind::Application, &component, known);
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    d.measure(ComponentKind::Application, &component, known);
+    let r = d.attest(&w.device_api);
+    assert_eq!(r.status, 200, "{r:?}");
+    let measured = w.history(&d)[0]["measurements"].as_array().unwrap().clone();
+    assert_eq!(measured.len(), 2, "{measured:?}");
+    assert_eq!(measured[0]["kind"], "runtime");
+
+    // An earlier boot ran a runtime that is since revoked: refused, even
+    // though the runtime running now is a good release.
+    let old = b"an older runtime build";
+    let r = w.admin.post(
+        "/api/v1/runtime-releases",
+        json!({"digest": Digest::of(old).to_hex(), "version": "0.9.0"}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let mut d = w.claimed_device_running(Some(Digest::of(old)));
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    assert_eq!(d.attest(&w.device_api).status, 200);
+    let r = w.admin.post(
+        &format!(
+            "/api/v1/runtime-releases/{}/revoke",
+            Digest::of(old).to_hex()
+        ),
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = d.attest(&w.device_api);
+    w.refused(&r, "revoked");
+    w.refused(&r, "in boot 1 of 2");
+
+    // An earlier boot measured an image nobody knows: refused, with the reason.
+    let (_, unknown) = w.image("6.6.6", false);
+    let mut d = w.claimed_device();
+    d.measure(ComponentKind::Application, &component, unknown);
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    d.measure(ComponentKind::Application, &component, known);
+    let r = d.attest(&w.device_api);
+    w.refused(&r, "unknown image hash");
+    w.refused(&r, "in boot 1 of 2");
+
+    // A runtime nobody released in an earlier boot.
+    let mut d = w.claimed_device_running(Some(Digest::of(b"a build nobody released")));
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    w.refused(&d.attest(&w.device_api), "is not a known release");
+
+    // A log whose first event is not the runtime's.
+    let mut d = w.claimed_device_running(None);
+    d.measure(ComponentKind::Application, &component, known);
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    w.refused(
+        &d.attest(&w.device_api),
+        "does not begin with the runtime's measurement",
+    );
 }
 
 #[test]

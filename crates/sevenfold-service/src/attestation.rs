@@ -218,48 +218,9 @@ pub(crate) async fn verify(
             failure.component, failure.reason
         ));
     }
-    let runtimes: Vec<_> = measured
-        .events()
-        .iter()
-        .filter(|e| e.kind == ComponentKind::Runtime)
-        .collect();
-    match runtimes.as_slice() {
-        [runtime] => match store
-            .runtime_release(&runtime.digest.to_hex())
-            .await
-            .map_err(Err)?
-        {
-            None => reasons.push(format!(
-                "runtime build {} (version {}) is not a known release",
-                runtime.digest, runtime.version
-            )),
-            Some(release) if release.revoked_at.is_some() => reasons.push(format!(
-                "runtime release {} ({}) is revoked; the device must update",
-                release.version, release.digest
-            )),
-            Some(_) => {}
-        },
-        [] => reasons.push("the event log has no runtime measurement".to_owned()),
-        _ => reasons.push("the event log measures more than one runtime".to_owned()),
-    }
-    for event in measured
-        .events()
-        .iter()
-        .filter(|e| e.kind == ComponentKind::Application)
-    {
-        match store.image(&tenant, &event.digest.to_hex()).await {
-            Ok(image) if image.component_id == event.component_id => {}
-            Ok(image) => reasons.push(format!(
-                "image {} belongs to component {}, but the device ran it as {}",
-                event.digest, image.component_id, event.component_id
-            )),
-            Err(StoreError::NotFound { .. }) => reasons.push(format!(
-                "unknown image hash {} for component {} ({} {}): not an image of this tenant",
-                event.digest, event.component_id, event.name, event.version
-            )),
-            Err(e) => return Err(Err(e)),
-        }
-    }
+    judge_measurements(store, &tenant, &measured, &mut reasons)
+        .await
+        .map_err(Err)?;
     if !reasons.is_empty() {
         return Err(Ok(Refusal {
             tenant_id: Some(tenant),
@@ -275,6 +236,75 @@ pub(crate) async fn verify(
         measured,
         nonce,
     })
+}
+
+/// Compares the verified measurements with the reference values; adds a
+/// reason for each that does not pass.
+///
+/// A TPM's PCRs reset only with the platform, so the log may hold several
+/// boot segments (one per start of the agent in this power cycle), each
+/// beginning with a runtime measurement. Every segment counts, because its
+/// code ran on the device and its extends are in the quoted registers:
+/// every runtime measured must be a known, unrevoked release, and every
+/// application measured an image of this tenant. The last segment is what
+/// runs now; the reasons say when a problem lies in an earlier one.
+async fn judge_measurements(
+    store: &Store,
+    tenant: &str,
+    measured: &MeasuredComponents,
+    reasons: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    if measured
+        .events()
+        .first()
+        .is_none_or(|first| first.kind != ComponentKind::Runtime)
+    {
+        reasons.push("the event log does not begin with the runtime's measurement".to_owned());
+    }
+    let boots = measured.boots().count();
+    for (number, boot) in measured.boots().enumerate() {
+        let when = if number + 1 == boots {
+            String::new()
+        } else {
+            format!(
+                " (in boot {} of {boots} of this power cycle, before the one that runs now)",
+                number + 1
+            )
+        };
+        for event in boot {
+            match event.kind {
+                ComponentKind::Runtime => {
+                    match store.runtime_release(&event.digest.to_hex()).await? {
+                        None => reasons.push(format!(
+                            "runtime build {} (version {}) is not a known release{when}",
+                            event.digest, event.version
+                        )),
+                        Some(release) if release.revoked_at.is_some() => reasons.push(format!(
+                            "runtime release {} ({}) is revoked; the device must update{when}",
+                            release.version, release.digest
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                ComponentKind::Application => match store
+                    .image(tenant, &event.digest.to_hex())
+                    .await
+                {
+                    Ok(image) if image.component_id == event.component_id => {}
+                    Ok(image) => reasons.push(format!(
+                        "image {} belongs to component {}, but the device ran it as {}{when}",
+                        event.digest, image.component_id, event.component_id
+                    )),
+                    Err(StoreError::NotFound { .. }) => reasons.push(format!(
+                        "unknown image hash {} for component {} ({} {}): not an image of this tenant{when}",
+                        event.digest, event.component_id, event.name, event.version
+                    )),
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A certificate issued for a verified attestation.
@@ -391,9 +421,11 @@ pub(crate) async fn record_refusal(
     Ok(())
 }
 
+/// What the record shows: the last boot segment, what runs now (earlier
+/// segments of the power cycle were judged too, and a refusal names them).
 fn measurements_json(measured: &MeasuredComponents) -> String {
     let events: Vec<_> = measured
-        .events()
+        .current_boot()
         .iter()
         .map(|e| {
             json!({
