@@ -48,6 +48,9 @@ pub struct Agent {
     uploaded: std::sync::atomic::AtomicU64,
     /// Whether app failure records carry crash details (the group's choice).
     crash_details: Arc<CrashDetails>,
+    /// Whether this start completed TPM credential activation (a root of
+    /// trust without a TPM needs none).
+    credential_activated: std::sync::atomic::AtomicBool,
 }
 
 /// One attestation attempt of [`Agent::run`], and when the next one is.
@@ -124,6 +127,7 @@ impl Agent {
             upload_now: tokio::sync::Notify::new(),
             uploaded: std::sync::atomic::AtomicU64::new(0),
             crash_details: Arc::new(CrashDetails::load(&state)),
+            credential_activated: std::sync::atomic::AtomicBool::new(false),
             state,
         })
     }
@@ -284,6 +288,15 @@ impl Agent {
     async fn attempt(&self) -> Result<Attestation, AttestError> {
         // Refuse early, before using up a nonce, if there is nothing to send.
         self.state.endorsement_pem()?;
+        // A TPM's quotes count only once its key is bound to its EK: once
+        // per start, before the first attestation.
+        if let Some(tpm) = self.rot.tpm_endorsement() {
+            use std::sync::atomic::Ordering;
+            if !self.credential_activated.load(Ordering::SeqCst) {
+                crate::credential::activate(&self.client, &self.device_id(), tpm).await?;
+                self.credential_activated.store(true, Ordering::SeqCst);
+            }
+        }
         let nonce = attest::request_nonce(&self.client, &self.device_id()).await?;
         let evidence = self.evidence(&nonce)?;
         attest::submit(&self.client, &evidence, self.tls_key.public_key()).await

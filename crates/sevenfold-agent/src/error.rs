@@ -124,6 +124,15 @@ pub enum AgentError {
         /// The limit ([`MAX_EVENTS`](sevenfold_core::attestation::MAX_EVENTS)).
         max: usize,
     },
+    /// The TPM could not answer the service's credential-activation
+    /// challenge: the EK certificate it presented, or the attestation key,
+    /// is not this TPM's.
+    #[error(
+        "the TPM could not activate the service's credential ({0}): the EK certificate in its \
+         NV or the attestation key in rot/ does not belong to this TPM; the device cannot prove \
+         its key is a TPM's, and attestation is refused until it can"
+    )]
+    CredentialActivation(String),
     /// The root of trust refused or failed.
     #[error("root of trust: {0}")]
     Rot(#[from] RotError),

@@ -30,8 +30,13 @@
 //! evidence, so the verifier sees it too.
 //!
 //! Invariants:
-//! - The event log and the registers agree: every extend is followed by its
-//!   event, and a failed extend stops the boot.
+//! - The event log and the registers agree: every event is written to the
+//!   power cycle's log on disk (and fsynced) before its extend, a failed
+//!   extend stops the boot, and a start whose log does not replay to the
+//!   registers refuses to run (`measurements.log`; on a TPM several starts
+//!   share one power cycle).
+//! - A TPM device proves its key is in the TPM of a trusted EK (credential
+//!   activation) before its first attestation of each start.
 //! - The runtime measures itself first, into its own register.
 //! - The only TLS trust anchor is the pinned `service-ca.pem`.
 //! - Every file is written atomically (temp file, fsync, rename, fsync of the
@@ -61,6 +66,7 @@ mod boot;
 mod certs;
 mod client;
 mod counters;
+mod credential;
 mod error;
 mod fsutil;
 pub mod journal;

@@ -171,7 +171,7 @@ fn openssl(args: &[&str]) -> Output {
 
 #[test]
 fn agent_attests_and_uses_its_certificate_for_mutual_tls() {
-    attests_and_uses_its_certificate(&[], "soft");
+    attests_and_uses_its_certificate(&[], "soft", None);
 }
 
 /// The same end to end with the device key, measurements and quote in a
@@ -182,8 +182,11 @@ fn agent_attests_and_uses_its_certificate_for_mutual_tls() {
 fn agent_on_a_tpm_attests_and_uses_its_certificate_for_mutual_tls() {
     let tpm = sevenfold_rot::tpm::simulator::Swtpm::start().expect("swtpm must be installed");
     let tcti = tpm.tcti();
-    let (_fleet, state) =
-        attests_and_uses_its_certificate(&["--rot", "tpm", "--tcti", &tcti], "tpm");
+    let (_fleet, state) = attests_and_uses_its_certificate(
+        &["--rot", "tpm", "--tcti", &tcti],
+        "tpm",
+        Some(&tpm.ca_dir()),
+    );
     // A measurement log that does not replay to the PCRs: the agent refuses
     // to start, and says what to do.
     let log = state.join(sevenfold_agent::MEASUREMENT_LOG_FILE);
@@ -199,8 +202,13 @@ fn agent_on_a_tpm_attests_and_uses_its_certificate_for_mutual_tls() {
 }
 
 /// Runs the scenario; returns the fleet (alive, so its files stay) and the
-/// device's state directory.
-fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, PathBuf) {
+/// device's state directory. `tpm_maker`: the directory of the TPM maker's
+/// CA (swtpm's), which the operator trusts with `--kind tpm`.
+fn attests_and_uses_its_certificate(
+    rot: &[&str],
+    backend: &str,
+    tpm_maker: Option<&Path>,
+) -> (Fleet, PathBuf) {
     let f = Fleet::start();
     let tenant = f.tenant("acme");
     let (state, id) = f.device_on("dev1", "acme", rot);
@@ -209,6 +217,39 @@ fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, Path
     // Only the soft backend keeps a device key file; a TPM keeps blobs only it can load.
     assert_eq!(state.join("rot/device-key.p8").exists(), backend == "soft");
     assert_eq!(state.join("rot/ak.pub").exists(), backend == "tpm");
+
+    if let Some(maker) = tpm_maker {
+        // A TPM's quotes count only once credential activation binds its
+        // key to an EK of a trusted TPM maker: not trusted yet, refused.
+        let out = attest_once(&state);
+        assert!(!out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("attested: fail") && stdout.contains("EK certificate refused"),
+            "{stdout}"
+        );
+        for file in ["swtpm-localca-rootca-cert.pem", "issuercert.pem"] {
+            let trusted = f.op(&[
+                "manufacturer",
+                "trust",
+                s(&maker.join(file)),
+                "--kind",
+                "tpm",
+            ]);
+            assert_eq!(trusted["kind"], "tpm", "{trusted}");
+        }
+        let listed = f.op(&["manufacturer", "list"]);
+        assert_eq!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|ca| ca["kind"] == "tpm")
+                .count(),
+            2,
+            "{listed}"
+        );
+    }
 
     let out = attest_once(&state);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -233,7 +274,9 @@ fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, Path
         .unwrap()
         .lines()
         .count();
-    assert_eq!(logged, if backend == "tpm" { 4 } else { 2 });
+    // On the TPM: three starts in this power cycle (the one refused before
+    // the maker was trusted, the first pass, the restart), two events each.
+    assert_eq!(logged, if backend == "tpm" { 6 } else { 2 });
 
     // Mutual TLS with the new certificate.
     let who = ok_json(&["agent", "whoami", "--state-dir", s(&state)]);

@@ -47,7 +47,7 @@ pub struct VerdictWrite<'a> {
 /// Counts one hit against each of `limits` in the window containing `now`,
 /// in one statement. Past any limit it rolls `tx` back (the hits included)
 /// and returns [`StoreError::RateLimited`] naming the first one exceeded.
-async fn count_hits(
+pub(super) async fn count_hits(
     mut tx: WriteTx,
     limits: &[&RateLimit],
     now: i64,
@@ -279,7 +279,8 @@ impl Store {
             .transpose()
     }
 
-    /// Deletes nonces and rate-limit windows that ended before `now` (ms).
+    /// Deletes nonces, credential challenges and rate-limit windows that
+    /// ended before `now` (ms).
     pub async fn purge_attestation_state(
         &self,
         now: i64,
@@ -289,11 +290,15 @@ impl Store {
             .bind(now)
             .execute(self.pool())
             .await?;
+        let challenges = sqlx::query("DELETE FROM tpm_credential_challenges WHERE expires_at < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
         let windows = sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
             .bind(now - window_ms)
             .execute(self.pool())
             .await?;
-        Ok(nonces.rows_affected() + windows.rows_affected())
+        Ok(nonces.rows_affected() + challenges.rows_affected() + windows.rows_affected())
     }
 
     /// Adds a known runtime build; [`StoreError::Conflict`] if present.
