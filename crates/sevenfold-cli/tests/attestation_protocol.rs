@@ -732,6 +732,20 @@ mod tpm {
         let pass = d.attest(&w.device_api);
         assert_eq!(pass.status, 200, "{pass:?}");
         assert_eq!(pass.body["verdict"], "pass");
+
+        // Challenges are rate-limited per device (10 a minute), counted
+        // before any work: refused requests count too.
+        let (mut limited, mut refused) = (0, 0);
+        for n in 0..30 {
+            let ek = if n % 2 == 0 { d.ek() } else { b"junk".to_vec() };
+            match d.challenge(&w.device_api, &ek).status {
+                429 => limited += 1,
+                422 => refused += 1,
+                status => assert_eq!(status, 200),
+            }
+        }
+        assert!(limited >= 10, "only {limited} of 30 requests were limited");
+        assert!(refused >= 1);
     }
 
     #[test]

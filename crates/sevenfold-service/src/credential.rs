@@ -19,7 +19,8 @@
 //!    (EK, AK name, 32 random bytes) and stores the challenge: in the
 //!    database (any replica can check the answer), single use, expiring in
 //!    [`CHALLENGE_TTL_MS`], one per device, only the secret's SHA-256 kept.
-//!    Challenges are rate-limited per client address and per device.
+//!    Requests are rate-limited per client address and per device, counted
+//!    before any other work.
 //! 2. The device's TPM answers with `TPM2_ActivateCredential`, which
 //!    releases the secret only if that EK and an object with that AK name
 //!    are both loaded in it.
@@ -55,6 +56,8 @@ pub(crate) async fn challenge(
 ) -> Result<CredentialChallenge, ApiError> {
     let device_id = DeviceId::from_hex(&request.device_id)
         .ok_or_else(|| ApiError::BadRequest("device_id must be 64 hex characters".into()))?;
+    // Counted before any work, so refused requests cost a flood its budget too.
+    store.hit_rate_limits(&limits).await?;
     let area = hex::decode(&request.ak_public_area)
         .map_err(|e| ApiError::BadRequest(format!("ak_public_area is not hex: {e}")))?;
     let ak = AttestationKey::parse(&area).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
@@ -100,10 +103,7 @@ pub(crate) async fn challenge(
         secret_sha256: Digest::of(secret.as_ref()).to_hex(),
         expires_at: now_millis() + CHALLENGE_TTL_MS,
     };
-    store
-        .put_credential_challenge(&stored, &limits)
-        .await
-        .map_err(ApiError::from)?;
+    store.put_credential_challenge(&stored).await?;
     Ok(CredentialChallenge {
         challenge_id: stored.id,
         id_object: hex::encode(&credential.id_object),

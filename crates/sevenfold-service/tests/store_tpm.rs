@@ -1,12 +1,13 @@
 //! TPM credential activation state in the store, on both back-ends:
 //! challenges are single use (taken once, even by racing replicas), one per
 //! device, expire with the nonces; bindings replace the device's earlier one.
+//! (Rate limits are counted before any work, by `Store::hit_rate_limits`.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
 use common::*;
-use sevenfold_service::store::{CredentialChallenge, RateLimit, StoreError, TpmBinding};
+use sevenfold_service::store::{CredentialChallenge, TpmBinding};
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -27,22 +28,14 @@ fn challenge(id: &str, device: &str, expires_at: i64) -> CredentialChallenge {
     }
 }
 
-fn limit(bucket: &str, max: i64) -> RateLimit {
-    RateLimit {
-        bucket: bucket.to_owned(),
-        max,
-        window_ms: 3_600_000,
-    }
-}
-
 both!(challenges_are_single_use_and_one_per_device, |db| {
     let store = db.connect().await;
     let device = "d1".repeat(32);
     let first = challenge("c-1", &device, now() + 60_000);
-    store.put_credential_challenge(&first, &[]).await.unwrap();
+    store.put_credential_challenge(&first).await.unwrap();
     // A second challenge replaces the first.
     let second = challenge("c-2", &device, now() + 60_000);
-    store.put_credential_challenge(&second, &[]).await.unwrap();
+    store.put_credential_challenge(&second).await.unwrap();
     assert_eq!(store.take_credential_challenge("c-1").await.unwrap(), None);
     assert_eq!(
         store.take_credential_challenge("c-2").await.unwrap(),
@@ -53,7 +46,7 @@ both!(challenges_are_single_use_and_one_per_device, |db| {
 
     // Racing answers on one challenge: exactly one takes it.
     store
-        .put_credential_challenge(&challenge("c-3", &device, now() + 60_000), &[])
+        .put_credential_challenge(&challenge("c-3", &device, now() + 60_000))
         .await
         .unwrap();
     let (a, b) = tokio::join!(
@@ -68,31 +61,11 @@ both!(challenges_are_single_use_and_one_per_device, |db| {
 
     // Expired challenges are purged with the nonces.
     store
-        .put_credential_challenge(&challenge("c-4", &device, now() - 1), &[])
+        .put_credential_challenge(&challenge("c-4", &device, now() - 1))
         .await
         .unwrap();
     assert!(store.purge_attestation_state(now(), 1).await.unwrap() >= 1);
     assert_eq!(store.take_credential_challenge("c-4").await.unwrap(), None);
-
-    // Rate limits: nothing written past one.
-    let other = "d2".repeat(32);
-    let per_device = [limit(&format!("credential-device:{other}"), 1)];
-    store
-        .put_credential_challenge(&challenge("c-5", &other, now() + 60_000), &per_device)
-        .await
-        .unwrap();
-    assert!(matches!(
-        store
-            .put_credential_challenge(&challenge("c-6", &other, now() + 60_000), &per_device)
-            .await,
-        Err(StoreError::RateLimited(_))
-    ));
-    assert!(store
-        .take_credential_challenge("c-5")
-        .await
-        .unwrap()
-        .is_some());
-    assert_eq!(store.take_credential_challenge("c-6").await.unwrap(), None);
 });
 
 both!(bindings_replace_the_devices_earlier_one, |db| {

@@ -47,7 +47,7 @@ pub struct VerdictWrite<'a> {
 /// Counts one hit against each of `limits` in the window containing `now`,
 /// in one statement. Past any limit it rolls `tx` back (the hits included)
 /// and returns [`StoreError::RateLimited`] naming the first one exceeded.
-pub(super) async fn count_hits(
+async fn count_hits(
     mut tx: WriteTx,
     limits: &[&RateLimit],
     now: i64,
@@ -257,8 +257,16 @@ impl Store {
     /// Counts one hit against `limit` on its own (one relaxed commit);
     /// [`StoreError::RateLimited`] past it, with nothing written.
     pub async fn hit_rate_limit(&self, limit: &RateLimit) -> Result<(), StoreError> {
+        self.hit_rate_limits(std::slice::from_ref(limit)).await
+    }
+
+    /// Counts one hit against each of `limits` (distinct buckets) in one
+    /// relaxed commit; [`StoreError::RateLimited`] past any, with nothing
+    /// written.
+    pub async fn hit_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
         let tx = self.begin_write_relaxed().await?;
-        let tx = count_hits(tx, &[limit], now_millis()).await?;
+        let limits: Vec<&RateLimit> = limits.iter().collect();
+        let tx = count_hits(tx, &limits, now_millis()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -9,7 +9,6 @@
 
 use sqlx::any::AnyRow;
 
-use super::attestation::{count_hits, RateLimit};
 use super::{col, now_millis, Store, StoreError};
 
 /// A credential-activation challenge as stored.
@@ -62,18 +61,15 @@ fn challenge_from_row(row: &AnyRow) -> Result<CredentialChallenge, StoreError> {
 }
 
 impl Store {
-    /// Stores `challenge`, replacing the device's earlier one, after
-    /// counting a hit against each of `limits` ([`StoreError::RateLimited`]
-    /// past one, with nothing written).
+    /// Stores `challenge`, replacing the device's earlier one. (The caller
+    /// counts the request against its rate limits first, before any work:
+    /// [`Store::hit_rate_limits`].)
     pub async fn put_credential_challenge(
         &self,
         challenge: &CredentialChallenge,
-        limits: &[RateLimit],
     ) -> Result<(), StoreError> {
         let now = now_millis();
-        let limits: Vec<&RateLimit> = limits.iter().collect();
-        let tx = self.begin_write().await?;
-        let mut tx = count_hits(tx, &limits, now).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM tpm_credential_challenges WHERE device_id = $1")
             .bind(&challenge.device_id)
             .execute(&mut *tx)
