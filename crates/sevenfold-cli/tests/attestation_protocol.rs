@@ -746,6 +746,13 @@ mod tpm {
         }
         assert!(limited >= 10, "only {limited} of 30 requests were limited");
         assert!(refused >= 1);
+
+        // The binding counts only while its EK still chains to a trusted
+        // TPM maker: once the maker's CAs are gone (and the service's few
+        // seconds of caching them have passed), TPM quotes fail again.
+        w.run_sql("DELETE FROM manufacturer_cas WHERE kind = 'tpm'");
+        std::thread::sleep(std::time::Duration::from_millis(5500));
+        w.refused(&d.attest(&w.device_api), "is no longer trusted");
     }
 
     #[test]
