@@ -208,12 +208,20 @@ impl Agent {
     }
 
     /// The evidence for a service nonce (no network); see
-    /// [`build_evidence`](crate::build_evidence).
+    /// [`build_evidence`](crate::build_evidence). It carries the power
+    /// cycle's log as it is now: another start of the agent in this power
+    /// cycle may have appended to it (and extended the PCRs) since this
+    /// boot. The log stays locked (shared) until the quote is made.
     pub fn evidence(&self, service_nonce: &[u8]) -> Result<EvidenceBody, AgentError> {
         let endorsement = self.state.endorsement_pem()?;
+        let (log, _locked) = crate::measurement_log::current(&self.state, &self.boot.log)?;
+        let boot = BootReport {
+            log,
+            ..self.boot.clone()
+        };
         attest::build_evidence(
             self.rot.as_ref(),
-            &self.boot,
+            &boot,
             &endorsement,
             self.tls_key.public_key(),
             service_nonce,

@@ -110,6 +110,12 @@ pub enum AgentError {
         /// What does not match.
         detail: String,
     },
+    /// Another start of the agent is measuring into the log right now.
+    #[error(
+        "another start of the agent is measuring into {0} right now; the attestation is \
+         retried once that boot is done"
+    )]
+    MeasurementLogBusy(PathBuf),
     /// This power cycle's measurement log has no room for another boot.
     #[error(
         "this power cycle's measurement log holds {events} of at most {max} events and this \

@@ -29,7 +29,8 @@
 //!
 //! One boot at a time: the file is locked (`flock`) from reconciling until
 //! the boot's last measurement, so two agent processes never interleave
-//! their events.
+//! their events. A running agent quotes the log as it is on disk when
+//! another start appended to it since ([`current`], under a shared lock).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -176,6 +177,37 @@ impl MeasurementLog {
     pub(crate) fn into_log(self) -> EventLog {
         self.log
     }
+}
+
+/// The power cycle's log as it is now, for a quote, and a shared lock on it
+/// that the caller holds until it has quoted (no boot can extend meanwhile).
+///
+/// Another start of the agent in this power cycle (say `agent update --now`
+/// beside a running `agent run`, on a TPM) may have appended its boot since
+/// `ours` was measured; the registers then hold those measurements too, so
+/// the log on disk is what replays to them. It is used when it begins with
+/// `ours`. Otherwise (the soft backend, whose registers belong to this
+/// process, beside another process that started a log of its own) `ours` is.
+/// [`AgentError::MeasurementLogBusy`] while a boot holds the log.
+pub(crate) fn current(state: &StateDir, ours: &EventLog) -> Result<(EventLog, File), AgentError> {
+    let path = state.path(MEASUREMENT_LOG_FILE);
+    let mut file = File::open(&path).map_err(|e| AgentError::io("open", &path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Err(AgentError::MeasurementLogBusy(path)),
+        Err(e) => return Err(AgentError::io("lock", &path, e.into())),
+    }
+    let log = match read_events(&mut file, &path) {
+        Ok((events, _)) if events.starts_with(ours.events()) => {
+            let mut log = EventLog::new();
+            for event in events {
+                log.push(event);
+            }
+            log
+        }
+        _ => ours.clone(),
+    };
+    Ok((log, file))
 }
 
 /// Cuts the file to `len` bytes, durably.

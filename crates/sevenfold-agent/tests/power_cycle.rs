@@ -206,6 +206,21 @@ fn on_a_tpm_the_agent_starts_twice_in_one_power_cycle_and_attests_both_times() {
         assert_eq!(agent.boot_report().this_boot().len(), 2);
     }
 
+    // Two agents at once (say `agent update --now` beside `agent run`):
+    // the second start appends to the log and extends the PCRs; the first
+    // agent's next evidence quotes the log as it is now, and verifies.
+    let running = Agent::start(f.state.clone(), &f.runtime()).unwrap();
+    let beside = Agent::start(f.state.clone(), &f.runtime()).unwrap();
+    assert_eq!(beside.boot_report().log.events().len(), 8);
+    let nonce = [9u8; 32];
+    let body = running.evidence(&nonce).unwrap();
+    let measured = Evidence::parse(&body)
+        .unwrap()
+        .check(running.rot().device_public_key(), &nonce)
+        .unwrap();
+    assert_eq!(measured.events().len(), 8);
+    drop((running, beside));
+
     let path = f.state.path(MEASUREMENT_LOG_FILE);
     let honest = std::fs::read_to_string(&path).unwrap();
     let runtime = honest.lines().next().unwrap();
