@@ -48,6 +48,9 @@ pub struct Agent {
     uploaded: std::sync::atomic::AtomicU64,
     /// Whether app failure records carry crash details (the group's choice).
     crash_details: Arc<CrashDetails>,
+    /// Whether this start completed TPM credential activation (a root of
+    /// trust without a TPM needs none).
+    credential_activated: std::sync::atomic::AtomicBool,
 }
 
 /// One attestation attempt of [`Agent::run`], and when the next one is.
@@ -124,6 +127,7 @@ impl Agent {
             upload_now: tokio::sync::Notify::new(),
             uploaded: std::sync::atomic::AtomicU64::new(0),
             crash_details: Arc::new(CrashDetails::load(&state)),
+            credential_activated: std::sync::atomic::AtomicBool::new(false),
             state,
         })
     }
@@ -204,12 +208,20 @@ impl Agent {
     }
 
     /// The evidence for a service nonce (no network); see
-    /// [`build_evidence`](crate::build_evidence).
+    /// [`build_evidence`](crate::build_evidence). It carries the power
+    /// cycle's log as it is now: another start of the agent in this power
+    /// cycle may have appended to it (and extended the PCRs) since this
+    /// boot. The log stays locked (shared) until the quote is made.
     pub fn evidence(&self, service_nonce: &[u8]) -> Result<EvidenceBody, AgentError> {
         let endorsement = self.state.endorsement_pem()?;
+        let (log, _locked) = crate::measurement_log::current(&self.state, &self.boot.log)?;
+        let boot = BootReport {
+            log,
+            ..self.boot.clone()
+        };
         attest::build_evidence(
             self.rot.as_ref(),
-            &self.boot,
+            &boot,
             &endorsement,
             self.tls_key.public_key(),
             service_nonce,
@@ -284,6 +296,15 @@ impl Agent {
     async fn attempt(&self) -> Result<Attestation, AttestError> {
         // Refuse early, before using up a nonce, if there is nothing to send.
         self.state.endorsement_pem()?;
+        // A TPM's quotes count only once its key is bound to its EK: once
+        // per start, before the first attestation.
+        if let Some(tpm) = self.rot.tpm_endorsement() {
+            use std::sync::atomic::Ordering;
+            if !self.credential_activated.load(Ordering::SeqCst) {
+                crate::credential::activate(&self.client, &self.device_id(), tpm).await?;
+                self.credential_activated.store(true, Ordering::SeqCst);
+            }
+        }
         let nonce = attest::request_nonce(&self.client, &self.device_id()).await?;
         let evidence = self.evidence(&nonce)?;
         attest::submit(&self.client, &evidence, self.tls_key.public_key()).await

@@ -13,11 +13,10 @@ use sevenfold_core::attestation::{
 };
 use sevenfold_core::manifest::ImageType;
 use sevenfold_core::package::{read_package, Limits, TrustedKeys, UnverifiedPackage};
-use sevenfold_rot::{
-    CounterIndex, Digest, Hasher, RootOfTrust, APPLICATION_REGISTER, RUNTIME_REGISTER,
-};
+use sevenfold_rot::{CounterIndex, Digest, Hasher, RootOfTrust};
 
 use crate::counters::CounterMap;
+use crate::measurement_log::{MeasurementLog, Resumed};
 use crate::state::security_version_reason;
 use crate::{AgentError, StateDir};
 
@@ -115,61 +114,95 @@ pub struct VerifiedImage {
 /// What a boot measured and what it refused.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BootReport {
-    /// The measurements, in the order they were extended.
+    /// The measurements of this power cycle, in the order they were
+    /// extended: earlier starts of the agent since the registers were
+    /// reset, then this boot's (from [`BootReport::boot_start`] on). The
+    /// registers replay from it; it is what attestation sends.
     pub log: EventLog,
+    /// Where this boot's measurements begin in [`BootReport::log`].
+    pub boot_start: usize,
     /// Images refused, and why.
     pub failures: Vec<BootFailure>,
     /// Images measured (and so allowed to start), in boot order.
     pub verified_images: Vec<VerifiedImage>,
 }
 
+impl BootReport {
+    /// This boot's measurements: the runtime, then the images it admitted.
+    pub fn this_boot(&self) -> &[MeasurementEvent] {
+        self.log.events().get(self.boot_start..).unwrap_or_default()
+    }
+}
+
 /// Runs measured boot against `rot`.
 ///
 /// Order matters and is fixed:
-/// 1. The runtime measures itself first (SHA-256 of its own executable) into
-///    [`RUNTIME_REGISTER`], so nothing it does afterwards can hide what it is.
-/// 2. Each `images/*.imagepackage`, in file-name order, is read within
+/// 1. The power cycle's measurement log (`measurements.log`) is locked and
+///    reconciled with the registers (see `measurement_log.rs`):
+///    registers at zero start a new log; otherwise the log must replay to
+///    them, and this boot adds its measurements after it.
+/// 2. The runtime measures itself first (SHA-256 of its own executable) into
+///    [`RUNTIME_REGISTER`](sevenfold_rot::RUNTIME_REGISTER), so nothing it does afterwards can hide what it is.
+/// 3. Each `images/*.imagepackage`, in file-name order, is read within
 ///    [`Limits`], parsed, verified against `trusted-keys/`, and its security
 ///    version compared with the component's anti-rollback counter. Only if
 ///    all of that passes is its package digest extended into
-///    [`APPLICATION_REGISTER`] and recorded in the [`EventLog`], and only
+///    [`APPLICATION_REGISTER`](sevenfold_rot::APPLICATION_REGISTER) and recorded in the [`EventLog`], and only
 ///    then may it be started. A package that fails any check is neither
 ///    measured nor started; a [`BootFailure`] says why, and is reported at
 ///    the next attestation and in `status.json`.
 ///
-/// The log and the registers always agree: each extend is followed by its
-/// event, and an extend that fails stops the boot (the agent must not run
-/// with registers it cannot account for).
+/// The log and the registers always agree: each event is written (and
+/// fsynced) before its extend, and an extend that fails stops the boot (the
+/// agent must not run with registers it cannot account for).
 ///
-/// Fails (and the agent must not go on) only if the registers are not at
-/// their reset value ([`AgentError::RegistersNotFresh`]: a second boot in
-/// one TPM power cycle), the runtime cannot be measured, a register cannot
-/// be extended, or `counters.toml` cannot be read or written; every problem with a single image is a [`BootFailure`].
+/// Fails (and the agent must not go on) only if the log cannot be
+/// reconciled with the registers ([`AgentError::MeasurementLogMismatch`]),
+/// this power cycle's log has no room for this boot
+/// ([`AgentError::MeasurementLogFull`]: a reboot starts a new one), the
+/// runtime cannot be measured, a register cannot be extended, or
+/// `counters.toml` cannot be read or written; every problem with a single
+/// image is a [`BootFailure`].
 pub fn measured_boot(
     state: &StateDir,
     rot: &dyn RootOfTrust,
     runtime: &RuntimeImage,
 ) -> Result<BootReport, AgentError> {
     let mut report = BootReport::default();
-
-    // The event log below is replayed from zero by the verifier.
-    let fresh = rot.read_registers(&[RUNTIME_REGISTER, APPLICATION_REGISTER])?;
-    if let Some((register, _)) = fresh.iter().find(|(_, value)| *value != Digest::ZERO) {
-        return Err(AgentError::RegistersNotFresh {
-            backend: rot.backend(),
-            register: register.get(),
+    let (mut log, resumed) = MeasurementLog::open(state, rot)?;
+    let earlier = log.events().events().len();
+    match resumed {
+        Resumed::NewCycle => tracing::info!("registers at zero: a new power cycle, a new measurement log"),
+        Resumed::Continued => tracing::info!(events = earlier, "continuing this power cycle's measurement log"),
+        Resumed::DroppedUnextended => tracing::warn!(
+            events = earlier,
+            "the last logged measurement was never extended (the agent stopped between the two); dropped it"
+        ),
+    }
+    let images = state.installed_images()?;
+    // The runtime and every image must fit, or some would run unmeasured
+    // only because an earlier start of this cycle used the room.
+    let needed = images.len().saturating_add(1);
+    if earlier > 0 && earlier.saturating_add(needed) > MAX_EVENTS {
+        return Err(AgentError::MeasurementLogFull {
+            events: earlier,
+            needed,
+            max: MAX_EVENTS,
         });
     }
+    report.boot_start = earlier;
 
     let digest = runtime.digest()?;
-    rot.extend(RUNTIME_REGISTER, &digest)?;
-    report.log.push(MeasurementEvent {
-        kind: ComponentKind::Runtime,
-        component_id: RUNTIME_COMPONENT_ID.to_owned(),
-        name: RUNTIME_NAME.to_owned(),
-        version: runtime.version().to_owned(),
-        digest,
-    });
+    log.measure(
+        rot,
+        MeasurementEvent {
+            kind: ComponentKind::Runtime,
+            component_id: RUNTIME_COMPONENT_ID.to_owned(),
+            name: RUNTIME_NAME.to_owned(),
+            version: runtime.version().to_owned(),
+            digest,
+        },
+    )?;
     tracing::info!(digest = %digest, version = runtime.version(), "measured the runtime");
 
     let (trusted, key_problems) = state.trusted_keys()?;
@@ -186,8 +219,8 @@ pub fn measured_boot(
     let mut measured: BTreeMap<String, String> = BTreeMap::new();
     let limits = Limits::default();
 
-    for (file_name, path) in state.installed_images()? {
-        if report.log.events().len() >= MAX_EVENTS {
+    for (file_name, path) in images {
+        if log.events().events().len() >= MAX_EVENTS {
             fail(
                 &mut report,
                 &file_name,
@@ -202,14 +235,16 @@ pub fn measured_boot(
         match checked {
             Err(reason) => fail(&mut report, &file_name, reason),
             Ok(image) => {
-                rot.extend(APPLICATION_REGISTER, &image.package_digest)?;
-                report.log.push(MeasurementEvent {
-                    kind: ComponentKind::Application,
-                    component_id: image.component_id.clone(),
-                    name: image.name.clone(),
-                    version: image.version.clone(),
-                    digest: image.package_digest,
-                });
+                log.measure(
+                    rot,
+                    MeasurementEvent {
+                        kind: ComponentKind::Application,
+                        component_id: image.component_id.clone(),
+                        name: image.name.clone(),
+                        version: image.version.clone(),
+                        digest: image.package_digest,
+                    },
+                )?;
                 tracing::info!(
                     file = %file_name,
                     component = %image.component_id,
@@ -223,6 +258,7 @@ pub fn measured_boot(
             }
         }
     }
+    report.log = log.into_log();
     Ok(report)
 }
 

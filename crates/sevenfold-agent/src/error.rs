@@ -94,22 +94,51 @@ pub enum AgentError {
     /// The backend is unknown, or `tpm` in a build without the `tpm` feature.
     #[error("root-of-trust backend {0:?} is not available in this build (known: soft, and tpm when built with `--features tpm`)")]
     UnsupportedRot(String),
-    /// The measurement registers already hold values when measured boot
-    /// starts: a TPM's PCRs reset only when the platform does, so a second
-    /// start of the agent in one power cycle would extend onto the first
-    /// start's measurements, whose event log is gone, and every attestation
-    /// would fail. Refused up front with the reason instead.
+    /// The power cycle's measurement log does not account for the
+    /// registers: missing, damaged or edited, or the registers were
+    /// extended by someone else. The agent does not run with measurements
+    /// it cannot prove (fail closed).
     #[error(
-        "the {backend} root of trust's measurement register {register} is not at its reset value; \
-         the agent was already started since the device booted (TPM PCRs reset only at reboot): \
-         reboot the device (or power-cycle the TPM simulator) to boot and attest again"
+        "the measurement log {path} does not match the root of trust's registers: {detail}; \
+         the agent refuses to run with measurements it cannot account for. Reboot the device \
+         (a new power cycle resets the registers and starts a new log); if this happens again, \
+         the device's state directory or TPM is being tampered with"
     )]
-    RegistersNotFresh {
-        /// The backend (`tpm`).
-        backend: &'static str,
-        /// The first register found extended.
-        register: u32,
+    MeasurementLogMismatch {
+        /// The log file.
+        path: PathBuf,
+        /// What does not match.
+        detail: String,
     },
+    /// Another start of the agent is measuring into the log right now.
+    #[error(
+        "another start of the agent is measuring into {0} right now; the attestation is \
+         retried once that boot is done"
+    )]
+    MeasurementLogBusy(PathBuf),
+    /// This power cycle's measurement log has no room for another boot.
+    #[error(
+        "this power cycle's measurement log holds {events} of at most {max} events and this \
+         boot needs {needed} more (the runtime and every installed image): the agent was \
+         restarted too often since the device booted; reboot the device to start a new log"
+    )]
+    MeasurementLogFull {
+        /// Events already in the log.
+        events: usize,
+        /// Events this boot would add at most.
+        needed: usize,
+        /// The limit ([`MAX_EVENTS`](sevenfold_core::attestation::MAX_EVENTS)).
+        max: usize,
+    },
+    /// The TPM could not answer the service's credential-activation
+    /// challenge: the EK certificate it presented, or the attestation key,
+    /// is not this TPM's.
+    #[error(
+        "the TPM could not activate the service's credential ({0}): the EK certificate in its \
+         NV or the attestation key in rot/ does not belong to this TPM; the device cannot prove \
+         its key is a TPM's, and attestation is refused until it can"
+    )]
+    CredentialActivation(String),
     /// The root of trust refused or failed.
     #[error("root of trust: {0}")]
     Rot(#[from] RotError),

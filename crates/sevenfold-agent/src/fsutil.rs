@@ -208,7 +208,8 @@ fn temp_name(name: &str) -> String {
     format!(".{name}{TEMP_MARKER}{suffix}")
 }
 
-fn sync_dir(dir: &Path) -> Result<(), AgentError> {
+/// Fsyncs a directory, so that entries created or renamed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), AgentError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| AgentError::io("sync", dir, e))

@@ -30,8 +30,13 @@
 //! evidence, so the verifier sees it too.
 //!
 //! Invariants:
-//! - The event log and the registers agree: every extend is followed by its
-//!   event, and a failed extend stops the boot.
+//! - The event log and the registers agree: every event is written to the
+//!   power cycle's log on disk (and fsynced) before its extend, a failed
+//!   extend stops the boot, and a start whose log does not replay to the
+//!   registers refuses to run (`measurements.log`; on a TPM several starts
+//!   share one power cycle).
+//! - A TPM device proves its key is in the TPM of a trusted EK (credential
+//!   activation) before its first attestation of each start.
 //! - The runtime measures itself first, into its own register.
 //! - The only TLS trust anchor is the pinned `service-ca.pem`.
 //! - Every file is written atomically (temp file, fsync, rename, fsync of the
@@ -61,9 +66,11 @@ mod boot;
 mod certs;
 mod client;
 mod counters;
+mod credential;
 mod error;
 mod fsutil;
 pub mod journal;
+mod measurement_log;
 pub mod reporter;
 mod rot_backend;
 pub mod runtime;
@@ -82,6 +89,7 @@ pub use attest::{build_evidence, AttestError, Attestation, EVIDENCE_PATH, NONCE_
 pub use boot::{measured_boot, BootReport, RuntimeImage, VerifiedImage, RUNTIME_NAME};
 pub use counters::CounterMap;
 pub use error::AgentError;
+pub use measurement_log::MEASUREMENT_LOG_FILE;
 pub use rot_backend::{resolve_tcti, DEFAULT_TCTI};
 pub use state::{
     AgentConfig, InitOptions, InitReport, InstalledImage, RotBackend, StateDir, TlsKey,

@@ -31,7 +31,8 @@ pub struct Status {
     pub updated_at: Option<String>,
     /// When the last measured boot ran.
     pub booted_at: Option<String>,
-    /// The last boot's measurements, in order (the event log).
+    /// The last boot's measurements, in order (its segment of the power
+    /// cycle's event log).
     pub boot_measurements: Vec<MeasurementStatus>,
     /// Components the last boot refused to measure and start.
     pub boot_failures: Vec<BootFailure>,
@@ -85,8 +86,7 @@ impl Status {
     pub(crate) fn record_boot(&mut self, report: &BootReport, at: OffsetDateTime) {
         self.booted_at = Some(rfc3339(at));
         self.boot_measurements = report
-            .log
-            .events()
+            .this_boot()
             .iter()
             .map(|e| MeasurementStatus {
                 kind: e.kind,

@@ -171,7 +171,7 @@ fn openssl(args: &[&str]) -> Output {
 
 #[test]
 fn agent_attests_and_uses_its_certificate_for_mutual_tls() {
-    attests_and_uses_its_certificate(&[], "soft");
+    attests_and_uses_its_certificate(&[], "soft", None);
 }
 
 /// The same end to end with the device key, measurements and quote in a
@@ -182,27 +182,33 @@ fn agent_attests_and_uses_its_certificate_for_mutual_tls() {
 fn agent_on_a_tpm_attests_and_uses_its_certificate_for_mutual_tls() {
     let tpm = sevenfold_rot::tpm::simulator::Swtpm::start().expect("swtpm must be installed");
     let tcti = tpm.tcti();
-    let (_fleet, state) =
-        attests_and_uses_its_certificate(&["--rot", "tpm", "--tcti", &tcti], "tpm");
-    // PCRs reset only with the platform: a second start in the same TPM
-    // power cycle is refused with the reason, not left to fail attestation.
-    let again = sevenfold(&[
-        "agent",
-        "run",
-        "--state-dir",
-        s(&state),
-        "--once",
-        "--tcti",
-        &tcti,
-    ]);
-    assert!(!again.status.success());
-    let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("reboot"), "{err}");
+    let (_fleet, state) = attests_and_uses_its_certificate(
+        &["--rot", "tpm", "--tcti", &tcti],
+        "tpm",
+        Some(&tpm.ca_dir()),
+    );
+    // A measurement log that does not replay to the PCRs: the agent refuses
+    // to start, and says what to do.
+    let log = state.join(sevenfold_agent::MEASUREMENT_LOG_FILE);
+    let honest = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, honest.lines().next().unwrap().to_owned() + "\n").unwrap();
+    let refused = attest_once(&state);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("does not match the root of trust's registers") && err.contains("Reboot"),
+        "{err}"
+    );
 }
 
 /// Runs the scenario; returns the fleet (alive, so its files stay) and the
-/// device's state directory.
-fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, PathBuf) {
+/// device's state directory. `tpm_maker`: the directory of the TPM maker's
+/// CA (swtpm's), which the operator trusts with `--kind tpm`.
+fn attests_and_uses_its_certificate(
+    rot: &[&str],
+    backend: &str,
+    tpm_maker: Option<&Path>,
+) -> (Fleet, PathBuf) {
     let f = Fleet::start();
     let tenant = f.tenant("acme");
     let (state, id) = f.device_on("dev1", "acme", rot);
@@ -212,6 +218,39 @@ fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, Path
     assert_eq!(state.join("rot/device-key.p8").exists(), backend == "soft");
     assert_eq!(state.join("rot/ak.pub").exists(), backend == "tpm");
 
+    if let Some(maker) = tpm_maker {
+        // A TPM's quotes count only once credential activation binds its
+        // key to an EK of a trusted TPM maker: not trusted yet, refused.
+        let out = attest_once(&state);
+        assert!(!out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("attested: fail") && stdout.contains("EK certificate refused"),
+            "{stdout}"
+        );
+        for file in ["swtpm-localca-rootca-cert.pem", "issuercert.pem"] {
+            let trusted = f.op(&[
+                "manufacturer",
+                "trust",
+                s(&maker.join(file)),
+                "--kind",
+                "tpm",
+            ]);
+            assert_eq!(trusted["kind"], "tpm", "{trusted}");
+        }
+        let listed = f.op(&["manufacturer", "list"]);
+        assert_eq!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|ca| ca["kind"] == "tpm")
+                .count(),
+            2,
+            "{listed}"
+        );
+    }
+
     let out = attest_once(&state);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -220,6 +259,24 @@ fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, Path
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("attested: pass"), "{stdout}");
+
+    // A restart of the agent is another boot. On a TPM it extends the same
+    // PCRs (one power cycle), so it appends to the cycle's measurement log
+    // and the quote covers both starts; the verifier passes it again.
+    let again = attest_once(&state);
+    assert!(
+        again.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let logged = std::fs::read_to_string(state.join(sevenfold_agent::MEASUREMENT_LOG_FILE))
+        .unwrap()
+        .lines()
+        .count();
+    // On the TPM: three starts in this power cycle (the one refused before
+    // the maker was trusted, the first pass, the restart), two events each.
+    assert_eq!(logged, if backend == "tpm" { 6 } else { 2 });
 
     // Mutual TLS with the new certificate.
     let who = ok_json(&["agent", "whoami", "--state-dir", s(&state)]);
@@ -272,11 +329,13 @@ fn attests_and_uses_its_certificate(rot: &[&str], backend: &str) -> (Fleet, Path
         "{subject}"
     );
 
-    // The operator sees the verdict with its measurements.
+    // The operator sees the verdicts with the measurements of the boot
+    // that runs now.
     let history = f.admin.get(&format!(
         "/api/v1/tenants/{tenant}/devices/{id}/attestations"
     ));
     assert_eq!(history.body[0]["verdict"], "pass", "{history:?}");
+    assert_eq!(history.body[1]["verdict"], "pass", "{history:?}");
     assert_eq!(history.body[0]["measurements"].as_array().unwrap().len(), 2);
 
     // Revocation takes effect at once for new connections.

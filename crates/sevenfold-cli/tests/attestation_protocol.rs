@@ -2,7 +2,8 @@
 //! in the test from the same libraries the agent uses, so that each attack
 //! can be crafted precisely: replayed and expired nonces, quotes over other
 //! nonces, forged event logs, unknown images, revoked runtimes, untrusted
-//! endorsements, unclaimed and revoked devices.
+//! endorsements, unclaimed and revoked devices; and, with the `tpm` feature,
+//! TPM credential activation with real TPMs (swtpm).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -22,10 +23,11 @@ use support::{Api, TestServer};
 
 const RUNTIME: &[u8] = b"the runtime build under test";
 
-/// A device built from the agent's own libraries.
+/// A device built from the agent's own libraries, on the soft root of
+/// trust or (with the `tpm` feature) a TPM.
 struct Device {
     _dir: tempfile::TempDir,
-    rot: SoftRoot,
+    rot: Box<dyn RootOfTrust>,
     tls: SoftwareKey,
     endorsement: String,
     log: EventLog,
@@ -33,8 +35,24 @@ struct Device {
 
 impl Device {
     fn new(maker: &ManufacturerCa) -> Device {
+        Device::booted(maker, Some(Digest::of(RUNTIME)))
+    }
+
+    /// A device whose first boot measured the runtime build `runtime`
+    /// (`None`: nothing measured yet).
+    fn booted(maker: &ManufacturerCa, runtime: Option<Digest>) -> Device {
         let dir = tempfile::tempdir().unwrap();
-        let rot = SoftRoot::create(&dir.path().join("rot")).unwrap();
+        let rot = Box::new(SoftRoot::create(&dir.path().join("rot")).unwrap());
+        Device::with_root(dir, rot, maker, runtime)
+    }
+
+    /// [`Device::booted`] on the root of trust `rot`, whose files are in `dir`.
+    fn with_root(
+        dir: tempfile::TempDir,
+        rot: Box<dyn RootOfTrust>,
+        maker: &ManufacturerCa,
+        runtime: Option<Digest>,
+    ) -> Device {
         let endorsement = maker
             .endorse(rot.device_public_key(), 365)
             .unwrap()
@@ -47,11 +65,9 @@ impl Device {
             endorsement,
             log: EventLog::new(),
         };
-        d.measure(
-            ComponentKind::Runtime,
-            RUNTIME_COMPONENT_ID,
-            Digest::of(RUNTIME),
-        );
+        if let Some(runtime) = runtime {
+            d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+        }
         d
     }
 
@@ -171,7 +187,25 @@ impl World {
     }
 
     fn claimed_device(&self) -> Device {
-        let d = Device::new(&self.maker);
+        self.claimed_device_running(Some(Digest::of(RUNTIME)))
+    }
+
+    /// A claimed device whose first boot measured `runtime` (see [`Device::booted`]).
+    fn claimed_device_running(&self, runtime: Option<Digest>) -> Device {
+        self.claim(Device::booted(&self.maker, runtime))
+    }
+
+    /// Runs `sql` on the server's database (as any replica would see it).
+    fn run_sql(&self, sql: &str) {
+        let db = format!(
+            "sqlite://{}",
+            self.server.data_dir.join("sevenfold.db").display()
+        );
+        support::run_sql(&db, sql);
+    }
+
+    /// Claims `d` with its endorsement.
+    fn claim(&self, d: Device) -> Device {
         let r = self.admin.post(
             &format!("/api/v1/tenants/{}/devices", self.tenant),
             json!({"device_id": d.id(), "endorsement_pem": d.endorsement}),
@@ -253,17 +287,10 @@ fn replayed_expired_and_foreign_nonces_are_refused() {
 
     // Expired: age the nonce in the database (any replica would see the same).
     let nonce = d.nonce(&w.device_api);
-    let db = format!(
-        "sqlite://{}",
-        w.server.data_dir.join("sevenfold.db").display()
-    );
-    support::run_sql(
-        &db,
-        &format!(
-            "UPDATE attestation_nonces SET expires_at = 0 WHERE nonce = '{}'",
-            hex::encode(&nonce)
-        ),
-    );
+    w.run_sql(&format!(
+        "UPDATE attestation_nonces SET expires_at = 0 WHERE nonce = '{}'",
+        hex::encode(&nonce)
+    ));
     w.refused(&d.send(&w.device_api, &d.evidence(&nonce)), "expired");
 
     // A quote over another nonce than the one presented.
@@ -318,6 +345,75 @@ fn forged_logs_unknown_images_and_revoked_runtimes_are_refused() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     w.refused(&fresh.attest(&w.device_api), "revoked");
+}
+
+/// A TPM's PCRs reset only with the platform: every start of the agent in
+/// one power cycle adds a boot segment (runtime, then apps) to one log. The
+/// verifier judges every segment (each ran, and is in the quoted PCRs) and
+/// records the last one, which is what runs now.
+#[test]
+fn several_boots_in_one_power_cycle_are_judged_segment_by_segment() {
+    let w = World::new();
+    let (component, known) = w.image("1.0.0", true);
+    let runtime = Digest::of(RUNTIME);
+
+    // Two honest boots: pass, and the history shows the boot that runs now.
+    let mut d = w.claimed_device();
+    d.measure(ComponentKind::Application, &component, known);
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    d.measure(ComponentKind::Application, &component, known);
+    let r = d.attest(&w.device_api);
+    assert_eq!(r.status, 200, "{r:?}");
+    let measured = w.history(&d)[0]["measurements"].as_array().unwrap().clone();
+    assert_eq!(measured.len(), 2, "{measured:?}");
+    assert_eq!(measured[0]["kind"], "runtime");
+
+    // An earlier boot ran a runtime that is since revoked: refused, even
+    // though the runtime running now is a good release.
+    let old = b"an older runtime build";
+    let r = w.admin.post(
+        "/api/v1/runtime-releases",
+        json!({"digest": Digest::of(old).to_hex(), "version": "0.9.0"}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let mut d = w.claimed_device_running(Some(Digest::of(old)));
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    assert_eq!(d.attest(&w.device_api).status, 200);
+    let r = w.admin.post(
+        &format!(
+            "/api/v1/runtime-releases/{}/revoke",
+            Digest::of(old).to_hex()
+        ),
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = d.attest(&w.device_api);
+    w.refused(&r, "revoked");
+    w.refused(&r, "in boot 1 of 2");
+
+    // An earlier boot measured an image nobody knows: refused, with the reason.
+    let (_, unknown) = w.image("6.6.6", false);
+    let mut d = w.claimed_device();
+    d.measure(ComponentKind::Application, &component, unknown);
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    d.measure(ComponentKind::Application, &component, known);
+    let r = d.attest(&w.device_api);
+    w.refused(&r, "unknown image hash");
+    w.refused(&r, "in boot 1 of 2");
+
+    // A runtime nobody released in an earlier boot.
+    let mut d = w.claimed_device_running(Some(Digest::of(b"a build nobody released")));
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    w.refused(&d.attest(&w.device_api), "is not a known release");
+
+    // A log whose first event is not the runtime's.
+    let mut d = w.claimed_device_running(None);
+    d.measure(ComponentKind::Application, &component, known);
+    d.measure(ComponentKind::Runtime, RUNTIME_COMPONENT_ID, runtime);
+    w.refused(
+        &d.attest(&w.device_api),
+        "does not begin with the runtime's measurement",
+    );
 }
 
 #[test]
@@ -521,4 +617,217 @@ fn tenant_ca_rotation_publishes_both_generations() {
         .as_str()
         .unwrap()
         .contains("BEGIN CERTIFICATE"));
+}
+
+/// TPM credential activation with real TPMs (swtpm, each manufactured with
+/// EK certificates from its own CA, the "TPM maker"): TPM quotes count only
+/// once the device's attestation key is bound to a trusted EK; an AK not in
+/// the TPM of the presented EK, an EK certificate of an untrusted maker, and
+/// replayed or expired challenges are refused with their reasons.
+#[cfg(feature = "tpm")]
+mod tpm {
+    use super::*;
+    use sevenfold_rot::credential::Credential;
+    use sevenfold_rot::tpm::simulator::Swtpm;
+    use sevenfold_rot::tpm::TpmRoot;
+
+    impl Device {
+        fn tpm(&self) -> &dyn sevenfold_rot::credential::TpmEndorsement {
+            self.rot.tpm_endorsement().expect("a TPM device")
+        }
+
+        fn ek(&self) -> Vec<u8> {
+            self.tpm().endorsement_certificate().unwrap()
+        }
+
+        /// Asks for a challenge, presenting `ek` (DER) as its EK certificate.
+        fn challenge(&self, api: &Api, ek: &[u8]) -> support::Reply {
+            let area = self.tpm().attestation_key_public_area().unwrap();
+            api.post(
+                "/device/v1/attestation/credential",
+                json!({
+                    "device_id": self.id(),
+                    "ek_certificate": hex::encode(ek),
+                    "ak_public_area": hex::encode(area),
+                }),
+            )
+        }
+
+        fn answer(&self, api: &Api, challenge: &Value, secret: &[u8]) -> support::Reply {
+            api.post(
+                "/device/v1/attestation/credential/activate",
+                json!({
+                    "device_id": self.id(),
+                    "challenge_id": challenge["challenge_id"],
+                    "secret": hex::encode(secret),
+                }),
+            )
+        }
+
+        /// The TPM's answer to a challenge (an error if it cannot decrypt it).
+        fn activate(&self, challenge: &Value) -> Result<Vec<u8>, sevenfold_rot::RotError> {
+            let field = |name: &str| hex::decode(challenge[name].as_str().unwrap()).unwrap();
+            let credential = Credential {
+                id_object: field("id_object"),
+                encrypted_secret: field("encrypted_secret"),
+            };
+            self.tpm()
+                .activate_credential(credential)
+                .map(|s| s.to_vec())
+        }
+    }
+
+    impl World {
+        /// Trusts the simulator's maker (its root, and the intermediate
+        /// that signs EK certificates) as TPM CAs.
+        fn trust_tpm_maker(&self, tpm: &Swtpm) {
+            for file in ["swtpm-localca-rootca-cert.pem", "issuercert.pem"] {
+                let pem = std::fs::read_to_string(tpm.ca_dir().join(file)).unwrap();
+                let r = self.admin.post(
+                    "/api/v1/manufacturer-cas",
+                    json!({"certificate_pem": pem, "kind": "tpm"}),
+                );
+                assert_eq!(r.status, 201, "{file}: {r:?}");
+                assert_eq!(r.body["kind"], "tpm");
+            }
+        }
+
+        /// A claimed device on `tpm`, its runtime measured into PCR 14.
+        fn claimed_tpm_device(&self, tpm: &Swtpm) -> Device {
+            let dir = tempfile::tempdir().unwrap();
+            let rot = Box::new(TpmRoot::create(&dir.path().join("rot"), &tpm.tcti()).unwrap());
+            self.claim(Device::with_root(
+                dir,
+                rot,
+                &self.maker,
+                Some(Digest::of(RUNTIME)),
+            ))
+        }
+    }
+
+    /// A refusal of the credential endpoints: a 422 problem naming `needle`.
+    fn problem(reply: &support::Reply, needle: &str) {
+        assert_eq!(reply.status, 422, "{reply:?}");
+        let text = reply.body.to_string();
+        assert!(text.contains(needle), "{text} lacks {needle:?}");
+    }
+
+    #[test]
+    fn a_tpm_quote_passes_only_after_credential_activation() {
+        let w = World::new();
+        let tpm = Swtpm::start().expect("swtpm must be installed");
+        w.trust_tpm_maker(&tpm);
+        let d = w.claimed_tpm_device(&tpm);
+
+        w.refused(
+            &d.attest(&w.device_api),
+            "has not completed credential activation",
+        );
+        let challenge = d.challenge(&w.device_api, &d.ek());
+        assert_eq!(challenge.status, 200, "{challenge:?}");
+        let secret = d.activate(&challenge.body).unwrap();
+        let done = d.answer(&w.device_api, &challenge.body, &secret);
+        assert_eq!(done.status, 200, "{done:?}");
+        assert_eq!(done.body["ek_fingerprint"], Digest::of(&d.ek()).to_hex());
+        let pass = d.attest(&w.device_api);
+        assert_eq!(pass.status, 200, "{pass:?}");
+        assert_eq!(pass.body["verdict"], "pass");
+
+        // Challenges are rate-limited per device (10 a minute), counted
+        // before any work: refused requests count too.
+        let (mut limited, mut refused) = (0, 0);
+        for n in 0..30 {
+            let ek = if n % 2 == 0 { d.ek() } else { b"junk".to_vec() };
+            match d.challenge(&w.device_api, &ek).status {
+                429 => limited += 1,
+                422 => refused += 1,
+                status => assert_eq!(status, 200),
+            }
+        }
+        assert!(limited >= 10, "only {limited} of 30 requests were limited");
+        assert!(refused >= 1);
+
+        // The binding counts only while its EK still chains to a trusted
+        // TPM maker: once the maker's CAs are gone (and the service's few
+        // seconds of caching them have passed), TPM quotes fail again.
+        w.run_sql("DELETE FROM manufacturer_cas WHERE kind = 'tpm'");
+        std::thread::sleep(std::time::Duration::from_millis(5500));
+        w.refused(&d.attest(&w.device_api), "is no longer trusted");
+    }
+
+    #[test]
+    fn unbound_keys_untrusted_eks_and_replayed_or_expired_challenges_are_refused() {
+        let w = World::new();
+        let trusted_tpm = Swtpm::start().expect("swtpm must be installed");
+        let other_tpm = Swtpm::start().unwrap();
+        // Each simulator has its own maker CA; only the first is trusted.
+        w.trust_tpm_maker(&trusted_tpm);
+        let genuine = w.claimed_tpm_device(&trusted_tpm);
+        let impostor = w.claimed_tpm_device(&other_tpm);
+
+        // An EK certificate from an untrusted maker.
+        problem(
+            &impostor.challenge(&w.device_api, &impostor.ek()),
+            "EK certificate refused",
+        );
+
+        // The impostor presents the genuine TPM's (trusted) EK certificate
+        // with its own attestation key: the challenge is encrypted to the
+        // other TPM, so its TPM cannot activate it, nor can the genuine TPM
+        // (the impostor's key is not in it); a guessed secret is refused,
+        // the operator sees why, and its TPM quotes stay refused.
+        let challenge = impostor.challenge(&w.device_api, &genuine.ek());
+        assert_eq!(challenge.status, 200, "{challenge:?}");
+        assert!(impostor.activate(&challenge.body).is_err());
+        assert!(genuine.activate(&challenge.body).is_err());
+        problem(
+            &impostor.answer(&w.device_api, &challenge.body, &[0u8; 32]),
+            "credential activation failed",
+        );
+        assert!(
+            w.history(&impostor)[0]["reasons"]
+                .to_string()
+                .contains("credential activation failed"),
+            "{:?}",
+            w.history(&impostor)
+        );
+        w.refused(
+            &impostor.attest(&w.device_api),
+            "has not completed credential activation",
+        );
+
+        // A replayed answer: a challenge answers once.
+        let challenge = genuine.challenge(&w.device_api, &genuine.ek());
+        let secret = genuine.activate(&challenge.body).unwrap();
+        let first = genuine.answer(&w.device_api, &challenge.body, &secret);
+        assert_eq!(first.status, 200, "{first:?}");
+        problem(
+            &genuine.answer(&w.device_api, &challenge.body, &secret),
+            "already answered (replay)",
+        );
+
+        // An expired challenge (aged in the database any replica reads).
+        let challenge = genuine.challenge(&w.device_api, &genuine.ek());
+        let secret = genuine.activate(&challenge.body).unwrap();
+        w.run_sql(&format!(
+            "UPDATE tpm_credential_challenges SET expires_at = 0 WHERE id = '{}'",
+            challenge.body["challenge_id"].as_str().unwrap()
+        ));
+        problem(
+            &genuine.answer(&w.device_api, &challenge.body, &secret),
+            "expired",
+        );
+
+        // An attestation key that is not the claimed device's key.
+        let area = impostor.tpm().attestation_key_public_area().unwrap();
+        let r = w.device_api.post(
+            "/device/v1/attestation/credential",
+            json!({
+                "device_id": genuine.id(),
+                "ek_certificate": hex::encode(genuine.ek()),
+                "ak_public_area": hex::encode(area),
+            }),
+        );
+        problem(&r, "is not the key of device");
+    }
 }

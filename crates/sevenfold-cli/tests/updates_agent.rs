@@ -126,6 +126,47 @@ fn deployed_update_installs_commits_raises_the_counter_and_reattests_and_attacks
     assert_eq!(ids[0], d4);
 }
 
+/// `agent update --now` on a TPM boots twice in one process, and the PCRs
+/// keep the first boot's measurements: the second boot appends to the power
+/// cycle's measurement log, and the re-attestation passes with the new
+/// version as what runs now.
+#[cfg(feature = "tpm")]
+#[test]
+fn on_a_tpm_update_now_installs_and_reattests_within_one_power_cycle() {
+    let tpm = sevenfold_rot::tpm::simulator::Swtpm::start().expect("swtpm must be installed");
+    let f = Fleet::start(&[]);
+    for file in ["swtpm-localca-rootca-cert.pem", "issuercert.pem"] {
+        f.op(&[
+            "manufacturer",
+            "trust",
+            s(&tpm.ca_dir().join(file)),
+            "--kind",
+            "tpm",
+        ]);
+    }
+    let (v1, v1_file) = f.image("1.0.0", 1, "release");
+    let tcti = tpm.tcti();
+    let (state, device) = f.device_on("dev1", &v1_file, &["--rot", "tpm", "--tcti", &tcti]);
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    f.deploy(&v2, &[]);
+    let report = update(&state);
+    assert_eq!(report["outcomes"][0]["state"], "installed", "{report}");
+    assert_eq!(report["changed"], true);
+    assert_eq!(report["attestation"], "pass", "{report}");
+    assert_eq!(active_sha256(&state), file_sha256(&v2_file));
+    // Two boots in this power cycle: the runtime and v1, then the runtime and v2.
+    let log = std::fs::read_to_string(state.join("measurements.log")).unwrap();
+    assert_eq!(log.lines().count(), 4, "{log}");
+    let history = f.admin.get(&format!(
+        "/api/v1/tenants/{}/devices/{device}/attestations",
+        f.tenant
+    ));
+    let latest = history.body[0].to_string();
+    assert_eq!(history.body[0]["verdict"], "pass", "{latest}");
+    assert_eq!(history.body[1]["verdict"], "pass", "{:?}", history.body);
+    assert!(latest.contains(&v2) && !latest.contains(&v1), "{latest}");
+}
+
 #[test]
 fn an_expired_timestamp_is_refused() {
     let f = Fleet::start(&[("SEVENFOLD_TUF_TIMESTAMP_TTL_SECS", "2")]);

@@ -190,12 +190,29 @@ pub struct GroupInfo {
     pub update_window: Option<String>,
 }
 
+/// What a manufacturer CA is trusted for. Neither kind is accepted for the
+/// other's purpose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ManufacturerKind {
+    /// Signs Sevenfold endorsement certificates over device keys
+    /// (`sevenfold manufacturer endorse`); claims and attestations check them.
+    #[default]
+    Endorsement,
+    /// A TPM maker's CA (root or intermediate): signs the EK certificates
+    /// that TPM credential activation checks.
+    Tpm,
+}
+
 /// `POST /manufacturer-cas`: trust a manufacturer CA (server administrators only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrustManufacturer {
     /// The CA certificate, PEM.
     pub certificate_pem: String,
+    /// What it is trusted for (default: `endorsement`).
+    #[serde(default)]
+    pub kind: ManufacturerKind,
 }
 
 /// A trusted manufacturer CA.
@@ -205,6 +222,9 @@ pub struct ManufacturerCaInfo {
     pub fingerprint: String,
     /// Certificate subject.
     pub subject: String,
+    /// What it is trusted for.
+    #[serde(default)]
+    pub kind: ManufacturerKind,
     /// When it was trusted.
     pub added_at: String,
 }

@@ -168,6 +168,41 @@ pub struct EventBody {
     pub digest: String,
 }
 
+impl EventBody {
+    /// The wire form of `event`.
+    pub fn of(event: &MeasurementEvent) -> EventBody {
+        EventBody {
+            kind: event.kind,
+            register: event.kind.register().get(),
+            component_id: event.component_id.clone(),
+            name: event.name.clone(),
+            version: event.version.clone(),
+            digest: event.digest.to_hex(),
+        }
+    }
+
+    /// Parses the event; an error names the `event_log` field.
+    pub fn to_event(&self) -> Result<MeasurementEvent, EvidenceError> {
+        if self.register != self.kind.register().get() {
+            return Err(field(
+                "event_log",
+                format!(
+                    "a {:?} event must be in register {}",
+                    self.kind,
+                    self.kind.register()
+                ),
+            ));
+        }
+        Ok(MeasurementEvent {
+            kind: self.kind,
+            component_id: self.component_id.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            digest: hex_digest("event_log", &self.digest)?,
+        })
+    }
+}
+
 /// One quoted register on the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +325,22 @@ impl MeasuredComponents {
     pub fn events(&self) -> &[MeasurementEvent] {
         &self.0
     }
+
+    /// The boots of this power cycle, oldest first. A TPM's registers
+    /// reset only with the platform, so every start of the agent adds a
+    /// segment to one log: each begins with a runtime measurement and holds
+    /// the applications that start measured. Events before the first runtime
+    /// measurement (a log a genuine agent never writes) form a segment of
+    /// their own.
+    pub fn boots(&self) -> impl Iterator<Item = &[MeasurementEvent]> {
+        self.0
+            .chunk_by(|_, next| next.kind != ComponentKind::Runtime)
+    }
+
+    /// The last boot segment: what runs now.
+    pub fn current_boot(&self) -> &[MeasurementEvent] {
+        self.boots().last().unwrap_or_default()
+    }
 }
 
 impl Evidence {
@@ -330,23 +381,7 @@ impl Evidence {
         }
         let mut log = EventLog::new();
         for e in &body.event_log {
-            if e.register != e.kind.register().get() {
-                return Err(field(
-                    "event_log",
-                    format!(
-                        "a {:?} event must be in register {}",
-                        e.kind,
-                        e.kind.register()
-                    ),
-                ));
-            }
-            log.push(MeasurementEvent {
-                kind: e.kind,
-                component_id: e.component_id.clone(),
-                name: e.name.clone(),
-                version: e.version.clone(),
-                digest: hex_digest("event_log", &e.digest)?,
-            });
+            log.push(e.to_event()?);
         }
         if body.boot_failures.len() > MAX_BOOT_FAILURES {
             return Err(field(
@@ -419,18 +454,7 @@ impl EvidenceBody {
                     value: v.to_hex(),
                 })
                 .collect(),
-            event_log: log
-                .events()
-                .iter()
-                .map(|e| EventBody {
-                    kind: e.kind,
-                    register: e.kind.register().get(),
-                    component_id: e.component_id.clone(),
-                    name: e.name.clone(),
-                    version: e.version.clone(),
-                    digest: e.digest.to_hex(),
-                })
-                .collect(),
+            event_log: log.events().iter().map(EventBody::of).collect(),
             endorsement_pem: endorsement_pem.to_owned(),
             tls_public_key_pem: tls_key.to_pem(),
             boot_failures,
@@ -562,6 +586,39 @@ mod tests {
                 .check(d.rot.device_public_key(), &nonce),
             Err(EvidenceError::Quote(_))
         ));
+    }
+
+    #[test]
+    fn boots_split_at_each_runtime_measurement() {
+        let event = |kind, name: &str| MeasurementEvent {
+            kind,
+            component_id: name.into(),
+            name: name.into(),
+            version: "1".into(),
+            digest: Digest::of(name.as_bytes()),
+        };
+        let (rt, app) = (ComponentKind::Runtime, ComponentKind::Application);
+        let measured = MeasuredComponents(vec![
+            event(rt, "r1"),
+            event(app, "a"),
+            event(app, "b"),
+            event(rt, "r2"),
+            event(rt, "r3"),
+            event(app, "c"),
+        ]);
+        let names: Vec<Vec<&str>> = measured
+            .boots()
+            .map(|b| b.iter().map(|e| e.name.as_str()).collect())
+            .collect();
+        assert_eq!(names, [vec!["r1", "a", "b"], vec!["r2"], vec!["r3", "c"]]);
+        assert_eq!(measured.current_boot().len(), 2);
+        // Apps before any runtime: a segment of their own, never merged.
+        let headless = MeasuredComponents(vec![event(app, "x"), event(rt, "r")]);
+        assert_eq!(headless.boots().count(), 2);
+        assert!(MeasuredComponents(vec![]).current_boot().is_empty());
+        // The wire form of an event round-trips.
+        let e = event(app, "a");
+        assert_eq!(EventBody::of(&e).to_event().unwrap(), e);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   oversized or tampered input with a typed error, and its writer.
 //! - [`attestation`]: evidence a device sends to attest, the event log and
 //!   the checks that need no database (quote, log replay).
+//! - [`credential`]: TPM credential activation (EK certificate, challenge,
+//!   answer) between a TPM device and the service.
 //! - [`api`]: request and response bodies of the operator API.
 //! - [`delta`]: binary deltas between two versions of a package file.
 //! - [`update`]: TUF target custom metadata, rollout membership, progress
@@ -27,6 +29,7 @@
 
 pub mod api;
 pub mod attestation;
+pub mod credential;
 pub mod delta;
 pub mod manifest;
 pub mod package;

@@ -163,41 +163,12 @@ pub fn verify_endorsement_chain(
     now_unix: i64,
     policy: &EndorsementPolicy,
 ) -> Result<Endorsement, PkiError> {
-    let leaf_der = one_certificate(leaf)?;
-    let intermediates = chain::intermediates(intermediates)?;
-    let facts = LeafFacts::read(&leaf_der)?;
-    check_period(&facts.subject, facts.not_before, facts.not_after, now_unix)?;
-
     // 1. Trust.
-    if trusted.is_empty() {
-        return Err(PkiError::UntrustedIssuer(format!(
-            "no manufacturer CA is configured as trusted{TRUST_ADVICE}"
-        )));
-    }
-    let rule = EkuRule {
-        required: policy.required_eku(),
-    };
-    let ca = chain::path_to_trusted(&leaf_der, &intermediates, trusted, now_unix, &rule, |e| {
-        from_webpki(e, &facts, policy, trusted.len())
-    })?;
-
-    // The chain allows the usage; the leaf must also state it explicitly.
-    match &facts.ekus {
-        Some(ekus) if ekus.iter().any(|e| e == policy.required_eku()) => {}
-        Some(ekus) => {
-            return Err(PkiError::WrongUsage(format!(
-                "extendedKeyUsage is {}, not {}",
-                dotted_list(ekus),
-                dotted(policy.required_eku())
-            )))
-        }
-        None => {
-            return Err(PkiError::WrongUsage(format!(
-                "no extendedKeyUsage; an endorsement must carry {}",
-                dotted(policy.required_eku())
-            )))
-        }
-    }
+    let TrustedLeaf {
+        der: leaf_der,
+        facts,
+        ca,
+    } = trusted_leaf(leaf, intermediates, trusted, now_unix, policy)?;
 
     // 2. Identity.
     let public_key = PublicKey::from_spki_der(&facts.spki_der)
@@ -232,17 +203,79 @@ pub fn verify_endorsement_chain(
         public_key,
         manufacturer_fingerprint: ca.fingerprint().to_owned(),
         not_after: facts.not_after,
-        certificate_der: leaf_der.to_vec(),
+        certificate_der: leaf_der,
+    })
+}
+
+/// A leaf certificate whose chain to a trusted CA checked out.
+pub(crate) struct TrustedLeaf<'t> {
+    /// The leaf, DER.
+    pub(crate) der: Vec<u8>,
+    /// Its fields.
+    pub(crate) facts: LeafFacts,
+    /// The trusted CA the chain ends at.
+    pub(crate) ca: &'t CaCertificate,
+}
+
+/// The trust half of [`verify_endorsement_chain`] (what a TPM's EK
+/// certificate needs too): the leaf is valid now, chains through
+/// `intermediates` to one of `trusted`, is not a CA, and carries `policy`'s
+/// extended key usage, which no certificate of the chain excludes.
+pub(crate) fn trusted_leaf<'t>(
+    leaf: &[u8],
+    intermediates: &[&[u8]],
+    trusted: &'t [CaCertificate],
+    now_unix: i64,
+    policy: &EndorsementPolicy,
+) -> Result<TrustedLeaf<'t>, PkiError> {
+    let leaf_der = one_certificate(leaf)?;
+    let intermediates = chain::intermediates(intermediates)?;
+    let facts = LeafFacts::read(&leaf_der)?;
+    check_period(&facts.subject, facts.not_before, facts.not_after, now_unix)?;
+
+    if trusted.is_empty() {
+        return Err(PkiError::UntrustedIssuer(format!(
+            "no manufacturer CA is configured as trusted{TRUST_ADVICE}"
+        )));
+    }
+    let rule = EkuRule {
+        required: policy.required_eku(),
+    };
+    let ca = chain::path_to_trusted(&leaf_der, &intermediates, trusted, now_unix, &rule, |e| {
+        from_webpki(e, &facts, policy, trusted.len())
+    })?;
+
+    // The chain allows the usage; the leaf must also state it explicitly.
+    match &facts.ekus {
+        Some(ekus) if ekus.iter().any(|e| e == policy.required_eku()) => {}
+        Some(ekus) => {
+            return Err(PkiError::WrongUsage(format!(
+                "extendedKeyUsage is {}, not {}",
+                dotted_list(ekus),
+                dotted(policy.required_eku())
+            )))
+        }
+        None => {
+            return Err(PkiError::WrongUsage(format!(
+                "no extendedKeyUsage; an endorsement must carry {}",
+                dotted(policy.required_eku())
+            )))
+        }
+    }
+    Ok(TrustedLeaf {
+        der: leaf_der.to_vec(),
+        facts,
+        ca,
     })
 }
 
 /// The leaf's fields that the verifier cross-checks, read with x509-parser.
-struct LeafFacts {
+pub(crate) struct LeafFacts {
     subject: String,
     issuer: String,
     not_before: i64,
-    not_after: i64,
-    spki_der: Vec<u8>,
+    pub(crate) not_after: i64,
+    pub(crate) spki_der: Vec<u8>,
     /// Each CN; `None` where it is not a decodable string.
     common_names: Vec<Option<String>>,
     /// SAN URIs in the `urn:sevenfold:device:` namespace (any case).

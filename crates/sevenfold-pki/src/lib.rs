@@ -15,8 +15,9 @@
 //!   with ([`CaCertificate`]) and checks endorsements with
 //!   [`verify_endorsement`], which returns a verified [`Endorsement`]: the
 //!   device ID, the key and which CA vouched for it. A TPM's EK certificate
-//!   chain fits the same function ([`verify_endorsement_chain`] with
-//!   intermediates and [`EndorsementPolicy::tpm_ek`]).
+//!   names no device: [`verify_ek_certificate`] checks its chain to a TPM
+//!   maker's CA (same code, [`EndorsementPolicy::tpm_ek`]) and returns the EK
+//!   to which the service then issues a credential-activation challenge.
 //! - The service's own TLS certificate comes from a small **service CA**
 //!   ([`ServiceCa`]) that devices and the CLI pin.
 //! - Each tenant has a **tenant CA** ([`TenantCa`]). When a device passes
@@ -76,6 +77,7 @@ mod authority;
 mod ca;
 mod chain;
 mod device_cert;
+mod ek;
 mod endorsement;
 mod error;
 mod input;
@@ -90,6 +92,7 @@ pub use at_rest::{
 
 pub use ca::CaCertificate;
 pub use device_cert::{certificate_public_key, verify_device_certificate, DeviceIdentity};
+pub use ek::{verify_ek_certificate, EkCertificate};
 pub use endorsement::{
     verify_endorsement, verify_endorsement_chain, Endorsement, EndorsementPolicy,
     MAX_INTERMEDIATES, TPM_EK_CERTIFICATE_EKU,

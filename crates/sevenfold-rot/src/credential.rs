@@ -102,6 +102,27 @@ impl AttestationKey {
     }
 }
 
+/// The device's half of credential activation: a root of trust whose
+/// device key is a TPM attestation key, in the TPM of an endorsement key.
+/// [`RootOfTrust::tpm_endorsement`](crate::RootOfTrust::tpm_endorsement)
+/// gives it, for backends that have one.
+pub trait TpmEndorsement: Send + Sync {
+    /// The TPM maker's certificate (DER) over the endorsement key.
+    fn endorsement_certificate(&self) -> Result<Vec<u8>, RotError>;
+
+    /// The attestation key's marshalled `TPMT_PUBLIC` (its TPM name is
+    /// SHA-256 over it; see [`AttestationKey::parse`]).
+    fn attestation_key_public_area(&self) -> Result<Vec<u8>, RotError>;
+
+    /// `TPM2_ActivateCredential`: the secret of a [`make_credential`]
+    /// challenge, released only if the challenge was made for this TPM's EK
+    /// and this attestation key's name.
+    fn activate_credential(
+        &self,
+        credential: Credential,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, RotError>;
+}
+
 /// What [`make_credential`] produces: the device's challenge and its answer.
 pub struct Credential {
     /// `TPM2B_ID_OBJECT` contents: `u16 size ‖ integrity HMAC ‖ encrypted credential`.

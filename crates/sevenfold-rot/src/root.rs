@@ -5,6 +5,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use crate::credential::TpmEndorsement;
 use crate::{Digest, PublicKey, Quote, RegisterIndex, RegisterValues, RotError};
 
 /// Largest secret [`RootOfTrust::seal`] accepts (a TPM seals at most 128 bytes
@@ -158,4 +159,10 @@ pub trait RootOfTrust: Send + Sync {
 
     /// Opens a blob made by [`RootOfTrust::seal`] on this device.
     fn unseal(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, RotError>;
+
+    /// The TPM endorsement key behind the device key, for credential
+    /// activation; `None` (the default) for a backend without a TPM.
+    fn tpm_endorsement(&self) -> Option<&dyn TpmEndorsement> {
+        None
+    }
 }

@@ -781,6 +781,7 @@ async fn run_backend(backend: Backend, db: &BenchDb, args: &Args, fx: &Fixtures)
         .post(
             "/manufacturer-cas",
             &TrustManufacturer {
+                kind: Default::default(),
                 certificate_pem: fx.ca_pem.clone(),
             },
         )

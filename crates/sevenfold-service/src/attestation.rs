@@ -7,7 +7,9 @@
 //! nothing); the endorsement chains to a trusted manufacturer CA and
 //! certifies the device ID claimed; the device is claimed and not revoked;
 //! the quote is signed by the endorsed key over that nonce (bound to the TLS
-//! key to certify) and the event log replays to the quoted registers; the
+//! key to certify) and the event log replays to the quoted registers; a TPM
+//! quote's key has completed credential activation with an EK that chains
+//! to a trusted TPM maker (see [`crate::credential`]); the
 //! device reported no boot check failure; the runtime is a known, unrevoked
 //! release; every application measured is an image of the device's tenant.
 //!
@@ -26,18 +28,28 @@ use std::time::Duration;
 use serde_json::json;
 use sevenfold_core::attestation::{ComponentKind, Evidence, EvidenceBody, MeasuredComponents};
 use sevenfold_pki::CaCertificate;
-use sevenfold_rot::PublicKey;
+use sevenfold_rot::{PublicKey, QuoteFormat};
 
+use crate::credential;
 use crate::recent::Recent;
-use crate::store::{now_millis, AttestationRecord, RateLimit, Store, StoreError, VerdictWrite};
+use crate::store::{
+    now_millis, AttestationRecord, CaKind, RateLimit, Store, StoreError, VerdictWrite,
+};
 use crate::tenant_ca;
 
-/// The manufacturer CAs the server trusts, parsed: what endorsements are
-/// checked against at claim time. A stored CA that does not parse is logged
-/// and left out (fails closed: its devices are refused).
-pub(crate) async fn trusted_manufacturers(store: &Store) -> Result<Vec<CaCertificate>, StoreError> {
+/// The manufacturer CAs of `kind` the server trusts, parsed: what
+/// endorsements (kind [`CaKind::Endorsement`]) or TPM EK certificates (kind
+/// [`CaKind::Tpm`]) are checked against. A stored CA that does not parse is
+/// logged and left out (fails closed: its devices are refused).
+pub(crate) async fn trusted_cas(
+    store: &Store,
+    kind: CaKind,
+) -> Result<Vec<CaCertificate>, StoreError> {
     let mut trusted = Vec::new();
     for ca in store.list_manufacturer_cas().await? {
+        if ca.kind != kind {
+            continue;
+        }
         match CaCertificate::from_der(&ca.cert_der) {
             Ok(cert) => trusted.push(cert),
             Err(e) => tracing::error!(
@@ -50,14 +62,19 @@ pub(crate) async fn trusted_manufacturers(store: &Store) -> Result<Vec<CaCertifi
     Ok(trusted)
 }
 
+/// The CAs that endorse device keys (what claims check).
+pub(crate) async fn trusted_manufacturers(store: &Store) -> Result<Vec<CaCertificate>, StoreError> {
+    trusted_cas(store, CaKind::Endorsement).await
+}
+
 /// How long the attestation path reuses the trusted manufacturer CAs before
 /// reading them again. Safe to cache: manufacturer CAs are only ever added,
 /// and one added on another replica is, for these few seconds, refused here
 /// (fails closed).
 const MANUFACTURERS_TTL: Duration = Duration::from_secs(5);
 
-/// [`trusted_manufacturers`] as the attestation path sees it: read at most
-/// every [`MANUFACTURERS_TTL`].
+/// [`trusted_cas`] as the attestation and credential-activation paths see
+/// them: each kind read at most every [`MANUFACTURERS_TTL`].
 pub(crate) struct ManufacturerTrust {
     recent: Recent<Arc<Vec<CaCertificate>>>,
 }
@@ -69,18 +86,24 @@ impl ManufacturerTrust {
         }
     }
 
-    async fn current(&self, store: &Store) -> Result<Arc<Vec<CaCertificate>>, StoreError> {
-        if let Some(trusted) = self.recent.get("") {
+    /// The trusted CAs of `kind`.
+    pub(crate) async fn current(
+        &self,
+        store: &Store,
+        kind: CaKind,
+    ) -> Result<Arc<Vec<CaCertificate>>, StoreError> {
+        if let Some(trusted) = self.recent.get(kind.as_str()) {
             return Ok(trusted);
         }
-        let trusted = Arc::new(trusted_manufacturers(store).await?);
-        self.recent.put("", Arc::clone(&trusted));
+        let trusted = Arc::new(trusted_cas(store, kind).await?);
+        self.recent.put(kind.as_str(), Arc::clone(&trusted));
         Ok(trusted)
     }
 
-    /// Forgets the cached list (this replica trusted a new manufacturer).
+    /// Forgets the cached lists (this replica trusted a new manufacturer).
     pub(crate) fn changed(&self) {
-        self.recent.forget("");
+        self.recent.forget(CaKind::Endorsement.as_str());
+        self.recent.forget(CaKind::Tpm.as_str());
     }
 }
 
@@ -167,10 +190,13 @@ pub(crate) async fn verify(
     };
 
     // Endorsement: a genuine device of a trusted manufacturer.
-    let manufacturers = manufacturers.current(store).await.map_err(Err)?;
+    let endorsers = manufacturers
+        .current(store, CaKind::Endorsement)
+        .await
+        .map_err(Err)?;
     let endorsement = match sevenfold_pki::verify_endorsement(
         evidence.endorsement_pem.as_bytes(),
-        &manufacturers,
+        &endorsers,
         now_millis() / 1000,
     ) {
         Ok(endorsement) => endorsement,
@@ -210,6 +236,22 @@ pub(crate) async fn verify(
         Err(e) => return refuse(Some(&tenant), e.to_string()),
     };
 
+    // A TPM quote is only as good as the proof that its key is a TPM's:
+    // the attestation key must be bound, by credential activation, to an EK
+    // that still chains to a trusted TPM maker.
+    if evidence.quote.format() == QuoteFormat::Tpm2 {
+        let tpm_cas = manufacturers
+            .current(store, CaKind::Tpm)
+            .await
+            .map_err(Err)?;
+        if let Err(reason) = credential::check_binding(store, &tpm_cas, &device_id)
+            .await
+            .map_err(Err)?
+        {
+            return refuse(Some(&tenant), reason);
+        }
+    }
+
     // Reference values.
     let mut reasons = Vec::new();
     for failure in &evidence.boot_failures {
@@ -218,48 +260,9 @@ pub(crate) async fn verify(
             failure.component, failure.reason
         ));
     }
-    let runtimes: Vec<_> = measured
-        .events()
-        .iter()
-        .filter(|e| e.kind == ComponentKind::Runtime)
-        .collect();
-    match runtimes.as_slice() {
-        [runtime] => match store
-            .runtime_release(&runtime.digest.to_hex())
-            .await
-            .map_err(Err)?
-        {
-            None => reasons.push(format!(
-                "runtime build {} (version {}) is not a known release",
-                runtime.digest, runtime.version
-            )),
-            Some(release) if release.revoked_at.is_some() => reasons.push(format!(
-                "runtime release {} ({}) is revoked; the device must update",
-                release.version, release.digest
-            )),
-            Some(_) => {}
-        },
-        [] => reasons.push("the event log has no runtime measurement".to_owned()),
-        _ => reasons.push("the event log measures more than one runtime".to_owned()),
-    }
-    for event in measured
-        .events()
-        .iter()
-        .filter(|e| e.kind == ComponentKind::Application)
-    {
-        match store.image(&tenant, &event.digest.to_hex()).await {
-            Ok(image) if image.component_id == event.component_id => {}
-            Ok(image) => reasons.push(format!(
-                "image {} belongs to component {}, but the device ran it as {}",
-                event.digest, image.component_id, event.component_id
-            )),
-            Err(StoreError::NotFound { .. }) => reasons.push(format!(
-                "unknown image hash {} for component {} ({} {}): not an image of this tenant",
-                event.digest, event.component_id, event.name, event.version
-            )),
-            Err(e) => return Err(Err(e)),
-        }
-    }
+    judge_measurements(store, &tenant, &measured, &mut reasons)
+        .await
+        .map_err(Err)?;
     if !reasons.is_empty() {
         return Err(Ok(Refusal {
             tenant_id: Some(tenant),
@@ -275,6 +278,75 @@ pub(crate) async fn verify(
         measured,
         nonce,
     })
+}
+
+/// Compares the verified measurements with the reference values; adds a
+/// reason for each that does not pass.
+///
+/// A TPM's PCRs reset only with the platform, so the log may hold several
+/// boot segments (one per start of the agent in this power cycle), each
+/// beginning with a runtime measurement. Every segment counts, because its
+/// code ran on the device and its extends are in the quoted registers:
+/// every runtime measured must be a known, unrevoked release, and every
+/// application measured an image of this tenant. The last segment is what
+/// runs now; the reasons say when a problem lies in an earlier one.
+async fn judge_measurements(
+    store: &Store,
+    tenant: &str,
+    measured: &MeasuredComponents,
+    reasons: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    if measured
+        .events()
+        .first()
+        .is_none_or(|first| first.kind != ComponentKind::Runtime)
+    {
+        reasons.push("the event log does not begin with the runtime's measurement".to_owned());
+    }
+    let boots = measured.boots().count();
+    for (number, boot) in measured.boots().enumerate() {
+        let when = if number + 1 == boots {
+            String::new()
+        } else {
+            format!(
+                " (in boot {} of {boots} of this power cycle, before the one that runs now)",
+                number + 1
+            )
+        };
+        for event in boot {
+            match event.kind {
+                ComponentKind::Runtime => {
+                    match store.runtime_release(&event.digest.to_hex()).await? {
+                        None => reasons.push(format!(
+                            "runtime build {} (version {}) is not a known release{when}",
+                            event.digest, event.version
+                        )),
+                        Some(release) if release.revoked_at.is_some() => reasons.push(format!(
+                            "runtime release {} ({}) is revoked; the device must update{when}",
+                            release.version, release.digest
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                ComponentKind::Application => match store
+                    .image(tenant, &event.digest.to_hex())
+                    .await
+                {
+                    Ok(image) if image.component_id == event.component_id => {}
+                    Ok(image) => reasons.push(format!(
+                        "image {} belongs to component {}, but the device ran it as {}{when}",
+                        event.digest, image.component_id, event.component_id
+                    )),
+                    Err(StoreError::NotFound { .. }) => reasons.push(format!(
+                        "unknown image hash {} for component {} ({} {}): not an image of this tenant{when}",
+                        event.digest, event.component_id, event.name, event.version
+                    )),
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A certificate issued for a verified attestation.
@@ -391,9 +463,11 @@ pub(crate) async fn record_refusal(
     Ok(())
 }
 
+/// What the record shows: the last boot segment, what runs now (earlier
+/// segments of the power cycle were judged too, and a refusal names them).
 fn measurements_json(measured: &MeasuredComponents) -> String {
     let events: Vec<_> = measured
-        .events()
+        .current_boot()
         .iter()
         .map(|e| {
             json!({

@@ -1,8 +1,10 @@
 //! The device API (`/device/v1`), on its own listener.
 //!
-//! Two calls are open to any device over server-authenticated TLS, because
+//! Four calls are open to any device over server-authenticated TLS, because
 //! a device without a certificate must be able to earn one: asking for a
-//! nonce and sending evidence. Their cost is bounded: nonces are
+//! nonce and sending evidence, and, for a TPM device, credential activation
+//! (a challenge and its answer; challenges are issued only to claimed
+//! devices and rate-limited like nonces). Their cost is bounded: nonces are
 //! rate-limited per client address and per device ID (counters in the
 //! database, so the limits hold across replicas); evidence is checked
 //! against an outstanding nonce before any public-key work, so the nonce
@@ -22,6 +24,9 @@ use rustls_pki_types::CertificateDer;
 use sevenfold_core::attestation::{
     AttestationResponse, EvidenceBody, NonceRequest, NonceResponse, SERVICE_NONCE_LEN,
 };
+use sevenfold_core::credential::{
+    CredentialActivated, CredentialAnswer, CredentialChallenge, CredentialRequest,
+};
 
 use crate::api::error::ApiError;
 use crate::api::extract::JsonBody;
@@ -31,6 +36,7 @@ use std::time::Duration;
 use sevenfold_pki::DeviceIdentity;
 
 use crate::attestation::{self, IssueError, Refusal};
+use crate::credential;
 use crate::recent::Recent;
 use crate::store::{now_millis, NewNonce, RateLimit, StoreError};
 
@@ -60,6 +66,14 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/device/v1/attestation/nonce", post(nonce))
         .route("/device/v1/attestation/evidence", post(evidence))
+        .route(
+            "/device/v1/attestation/credential",
+            post(credential_challenge),
+        )
+        .route(
+            "/device/v1/attestation/credential/activate",
+            post(credential_activate),
+        )
         .route("/device/v1/whoami", get(whoami))
         .route(
             "/device/v1/tuf/metadata/{file}",
@@ -143,6 +157,42 @@ async fn nonce(
         nonce,
         expires_in_seconds: (NONCE_TTL_MS / 1000) as u32,
     }))
+}
+
+/// `POST /device/v1/attestation/credential`: a TPM device asks for a
+/// credential-activation challenge (see [`crate::credential`]).
+async fn credential_challenge(
+    State(state): State<AppState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    JsonBody(body): JsonBody<CredentialRequest>,
+) -> Result<Json<CredentialChallenge>, ApiError> {
+    let source = source_of(addr.as_deref());
+    let limits = [
+        rate_limit(
+            format!("credential-source:{source}"),
+            credential::CHALLENGES_PER_SOURCE,
+        ),
+        rate_limit(
+            format!("credential-device:{}", body.device_id.to_ascii_lowercase()),
+            credential::CHALLENGES_PER_DEVICE,
+        ),
+    ];
+    credential::challenge(&state.store, &state.manufacturers, &body, limits)
+        .await
+        .map(Json)
+}
+
+/// `POST /device/v1/attestation/credential/activate`: the TPM's answer.
+async fn credential_activate(
+    State(state): State<AppState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    JsonBody(body): JsonBody<CredentialAnswer>,
+) -> Result<Json<CredentialActivated>, ApiError> {
+    let source = source_of(addr.as_deref());
+    let limit = rate_limit(format!("refusal-source:{source}"), REFUSALS_PER_SOURCE);
+    credential::activate(&state.store, &body, &source, &limit)
+        .await
+        .map(Json)
 }
 
 /// A verdict as an HTTP response: 200 with the certificate, or 422 with reasons.

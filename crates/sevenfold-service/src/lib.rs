@@ -36,6 +36,7 @@ mod attestation;
 mod auth;
 pub mod blobs;
 pub mod config;
+mod credential;
 mod dashboard;
 mod device_api;
 mod failures;

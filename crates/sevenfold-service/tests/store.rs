@@ -15,7 +15,7 @@ mod common;
 
 use common::*;
 use sevenfold_service::store::{
-    AuditFilter, AuditOutcome, Backend, DeviceMode, GroupUpdate, NewAuditEntry, NewDevice,
+    AuditFilter, AuditOutcome, Backend, CaKind, DeviceMode, GroupUpdate, NewAuditEntry, NewDevice,
     NewGroup, NewImage, Page, Role, RuntimeFeed, Store, StoreError, TransferStatus, UpdatePolicy,
 };
 
@@ -523,16 +523,30 @@ both!(manufacturer_cas, |db| {
     let store = db.connect().await;
     let fp = "cd".repeat(32);
     let ca = store
-        .add_manufacturer_ca(&fp, "CN=Acme Silicon", &[0x30, 0x82, 0x00, 0x01])
+        .add_manufacturer_ca(
+            &fp,
+            "CN=Acme Silicon",
+            &[0x30, 0x82, 0x00, 0x01],
+            CaKind::Endorsement,
+        )
         .await
         .unwrap();
     assert_conflict(
-        "same CA twice",
-        store.add_manufacturer_ca(&fp, "CN=x", &[1]).await,
+        "same CA twice, even as another kind",
+        store
+            .add_manufacturer_ca(&fp, "CN=x", &[1], CaKind::Tpm)
+            .await,
     );
-    assert_eq!(store.list_manufacturer_cas().await.unwrap(), vec![ca]);
+    let tpm_fp = "ef".repeat(32);
+    let tpm = store
+        .add_manufacturer_ca(&tpm_fp, "CN=TPM maker", &[2], CaKind::Tpm)
+        .await
+        .unwrap();
+    assert_eq!(tpm.kind, CaKind::Tpm);
+    assert_eq!(store.list_manufacturer_cas().await.unwrap(), vec![ca, tpm]);
     assert!(store.remove_manufacturer_ca(&fp).await.unwrap());
     assert!(!store.remove_manufacturer_ca(&fp).await.unwrap());
+    assert!(store.remove_manufacturer_ca(&tpm_fp).await.unwrap());
     assert!(store.list_manufacturer_cas().await.unwrap().is_empty());
 });
 

@@ -36,6 +36,15 @@ impl Fixture {
     }
 
     pub fn with_endorsement(endorse: bool) -> Fixture {
+        Fixture::build(endorse, RotBackend::Soft, None)
+    }
+
+    /// A device whose root of trust is the TPM behind `tcti`, endorsed.
+    pub fn on_tpm(tcti: &str) -> Fixture {
+        Fixture::build(true, RotBackend::Tpm, Some(tcti.to_owned()))
+    }
+
+    fn build(endorse: bool, rot: RotBackend, tcti: Option<String>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let (service_ca, service_ca_pem, _key) = ServiceCa::generate("test service").unwrap();
         std::fs::write(dir.path().join("service-ca.pem"), &service_ca_pem).unwrap();
@@ -48,8 +57,8 @@ impl Fixture {
             state_dir: dir.path().join("device"),
             service_url: "https://127.0.0.1:8444".into(),
             service_ca: dir.path().join("service-ca.pem"),
-            rot: RotBackend::Soft,
-            tcti: None,
+            rot,
+            tcti,
             endorse_with: endorse.then_some(maker),
         })
         .unwrap();

@@ -421,8 +421,23 @@ pub(crate) struct ManufacturerTrustArgs {
     /// `manufacturer init`.
     #[arg(value_name = "CA.pem")]
     pub(crate) certificate: PathBuf,
+    /// What the CA is trusted for: `endorsement` (it endorses device keys,
+    /// as `manufacturer endorse` does) or `tpm` (a TPM maker's root or
+    /// intermediate CA, which signs TPM EK certificates for credential
+    /// activation).
+    #[arg(long, value_enum, default_value_t = ManufacturerKindArg::Endorsement)]
+    pub(crate) kind: ManufacturerKindArg,
     #[command(flatten)]
     pub(crate) conn: ConnectionArgs,
+}
+
+/// `--kind` of `manufacturer trust`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ManufacturerKindArg {
+    /// Endorses device keys.
+    Endorsement,
+    /// Signs TPM endorsement key certificates.
+    Tpm,
 }
 
 #[derive(Debug, Args)]

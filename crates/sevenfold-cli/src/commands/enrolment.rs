@@ -113,6 +113,7 @@ pub(crate) async fn trust_manufacturer(
         return Ok(Found::existing(ca));
     }
     let body = TrustManufacturer {
+        kind: Default::default(),
         certificate_pem: maker.certificate().to_pem(),
     };
     create_or_find(

@@ -1,5 +1,8 @@
 //! `sevenfold manufacturer init|endorse|trust|list`.
 //!
+//! `trust --kind tpm` trusts a TPM maker's CA for EK certificates (TPM
+//! credential activation) instead of a CA that endorses device keys.
+//!
 //! `init` and `endorse` are the device maker's side and work on local files
 //! only; `trust` and `list` configure the Security Service.
 
@@ -9,12 +12,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use reqwest::Method;
 use serde::Serialize;
-use sevenfold_core::api::{ManufacturerCaInfo, TrustManufacturer};
+use sevenfold_core::api::{ManufacturerCaInfo, ManufacturerKind, TrustManufacturer};
 use sevenfold_pki::ManufacturerCa;
 use sevenfold_rot::{DeviceId, PublicKey};
 
 use crate::cli::{
-    ManufacturerCommand, ManufacturerEndorseArgs, ManufacturerInitArgs, OutputMode, TenantArg,
+    ManufacturerCommand, ManufacturerEndorseArgs, ManufacturerInitArgs, ManufacturerKindArg,
+    OutputMode, TenantArg,
 };
 use crate::client::Client;
 use crate::files;
@@ -76,6 +80,13 @@ impl Render for EndorseReport {
     }
 }
 
+fn kind_name(kind: ManufacturerKind) -> &'static str {
+    match kind {
+        ManufacturerKind::Endorsement => "endorsement",
+        ManufacturerKind::Tpm => "tpm",
+    }
+}
+
 impl Render for ManufacturerCaInfo {
     fn human(&self) -> String {
         format!(
@@ -83,6 +94,7 @@ impl Render for ManufacturerCaInfo {
             self.subject,
             fields(&[
                 ("fingerprint", self.fingerprint.clone()),
+                ("kind", kind_name(self.kind).to_owned()),
                 ("added", self.added_at.clone()),
             ])
         )
@@ -93,10 +105,17 @@ impl Render for Vec<ManufacturerCaInfo> {
     fn human(&self) -> String {
         let rows: Vec<Vec<String>> = self
             .iter()
-            .map(|c| vec![c.subject.clone(), c.fingerprint.clone(), c.added_at.clone()])
+            .map(|c| {
+                vec![
+                    c.subject.clone(),
+                    kind_name(c.kind).to_owned(),
+                    c.fingerprint.clone(),
+                    c.added_at.clone(),
+                ]
+            })
             .collect();
         table(
-            &["SUBJECT", "FINGERPRINT", "ADDED"],
+            &["SUBJECT", "KIND", "FINGERPRINT", "ADDED"],
             &rows,
             "The server trusts no manufacturer CA yet; add one with `sevenfold manufacturer trust CA.pem`.",
         )
@@ -117,7 +136,13 @@ pub(crate) async fn run(
                 .call(
                     Method::POST,
                     &["manufacturer-cas"],
-                    Some(&TrustManufacturer { certificate_pem }),
+                    Some(&TrustManufacturer {
+                        certificate_pem,
+                        kind: match args.kind {
+                            ManufacturerKindArg::Endorsement => ManufacturerKind::Endorsement,
+                            ManufacturerKindArg::Tpm => ManufacturerKind::Tpm,
+                        },
+                    }),
                 )
                 .await?;
             success(mode, &trusted)

@@ -150,13 +150,18 @@ impl Fleet {
 
     /// A device in the group, trusting the release key, with `v1` installed.
     pub fn device(&self, name: &str, v1: &Path) -> (PathBuf, String) {
+        self.device_on(name, v1, &[])
+    }
+
+    /// [`Fleet::device`] with a root-of-trust choice (`--rot tpm --tcti …`).
+    pub fn device_on(&self, name: &str, v1: &Path, rot: &[&str]) -> (PathBuf, String) {
         let state = self.path(name);
         let id = super::enrol(
             &self.server,
             &state,
             &self.path("maker"),
             &self.path("release.pub.pem"),
-            &[],
+            rot,
             |args| {
                 let mut args = args.to_vec();
                 args.extend(["--tenant", "acme"]);

@@ -50,7 +50,7 @@ use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
 use zeroize::Zeroizing;
 
-use crate::credential::Credential;
+use crate::credential::{Credential, TpmEndorsement};
 use crate::soft::fs;
 use crate::{
     tpm2_wire, CounterIndex, DeviceId, Digest, PublicKey, Quote, RegisterIndex, RegisterValues,
@@ -322,6 +322,24 @@ impl RootOfTrust for TpmRoot {
     fn unseal(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, RotError> {
         let sealed = sealed.to_vec();
         self.worker.call(move |s| seal::unseal(s, &sealed))
+    }
+
+    fn tpm_endorsement(&self) -> Option<&dyn TpmEndorsement> {
+        Some(self)
+    }
+}
+
+impl TpmEndorsement for TpmRoot {
+    fn endorsement_certificate(&self) -> Result<Vec<u8>, RotError> {
+        TpmRoot::endorsement_certificate(self)
+    }
+
+    fn attestation_key_public_area(&self) -> Result<Vec<u8>, RotError> {
+        TpmRoot::attestation_key_public_area(self)
+    }
+
+    fn activate_credential(&self, credential: Credential) -> Result<Zeroizing<Vec<u8>>, RotError> {
+        TpmRoot::activate_credential(self, credential)
     }
 }
 

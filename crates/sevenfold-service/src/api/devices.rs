@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use sevenfold_core::api::{
-    AssignDevice, ClaimDevice, DeviceInfo, DevicePage, ManufacturerCaInfo, RequestTransfer,
-    SetDeviceMode, TransferInfo, TrustManufacturer,
+    AssignDevice, ClaimDevice, DeviceInfo, DevicePage, ManufacturerCaInfo, ManufacturerKind,
+    RequestTransfer, SetDeviceMode, TransferInfo, TrustManufacturer,
 };
 use sevenfold_pki::CaCertificate;
 
@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::extract::JsonBody;
 use super::{timestamp, AppState};
 use crate::auth::{Access, Operator};
-use crate::store::{AuditOutcome, Device, DeviceMode, NewDevice, Page, Transfer};
+use crate::store::{AuditOutcome, CaKind, Device, DeviceMode, NewDevice, Page, Transfer};
 
 pub(crate) fn device_info(d: &Device) -> DeviceInfo {
     DeviceInfo {
@@ -65,13 +65,16 @@ pub(crate) async fn list_manufacturers(
             .map(|c| ManufacturerCaInfo {
                 fingerprint: c.fingerprint.clone(),
                 subject: c.subject.clone(),
+                kind: wire_kind(c.kind),
                 added_at: timestamp(c.added_at),
             })
             .collect(),
     ))
 }
 
-/// Trusts a manufacturer CA: devices it endorses can be claimed. Server administrators only.
+/// Trusts a manufacturer CA: of kind `endorsement`, devices it endorses can be
+/// claimed; of kind `tpm`, EK certificates it signs pass credential activation.
+/// Server administrators only.
 #[utoipa::path(post, path = "/api/v1/manufacturer-cas", tag = "manufacturers", request_body = TrustManufacturer, responses((status = 201, body = ManufacturerCaInfo)))]
 pub(crate) async fn trust_manufacturer(
     State(state): State<AppState>,
@@ -83,9 +86,13 @@ pub(crate) async fn trust_manufacturer(
         .await?;
     let ca = CaCertificate::parse(body.certificate_pem.as_bytes())
         .map_err(|e| ApiError::Unprocessable(format!("not a usable manufacturer CA: {e}")))?;
+    let kind = match body.kind {
+        ManufacturerKind::Endorsement => CaKind::Endorsement,
+        ManufacturerKind::Tpm => CaKind::Tpm,
+    };
     let stored = state
         .store
-        .add_manufacturer_ca(ca.fingerprint(), ca.subject(), ca.der())
+        .add_manufacturer_ca(ca.fingerprint(), ca.subject(), ca.der(), kind)
         .await?;
     state.manufacturers.changed();
     state
@@ -95,7 +102,7 @@ pub(crate) async fn trust_manufacturer(
             "manufacturer.trust",
             &stored.fingerprint,
             AuditOutcome::Ok,
-            serde_json::json!({"subject": stored.subject}),
+            serde_json::json!({"subject": stored.subject, "kind": kind.as_str()}),
         )
         .await?;
     Ok((
@@ -103,9 +110,17 @@ pub(crate) async fn trust_manufacturer(
         Json(ManufacturerCaInfo {
             fingerprint: stored.fingerprint,
             subject: stored.subject,
+            kind: body.kind,
             added_at: timestamp(stored.added_at),
         }),
     ))
+}
+
+fn wire_kind(kind: CaKind) -> ManufacturerKind {
+    match kind {
+        CaKind::Endorsement => ManufacturerKind::Endorsement,
+        CaKind::Tpm => ManufacturerKind::Tpm,
+    }
 }
 
 /// Paging and filtering of device lists.

@@ -257,8 +257,16 @@ impl Store {
     /// Counts one hit against `limit` on its own (one relaxed commit);
     /// [`StoreError::RateLimited`] past it, with nothing written.
     pub async fn hit_rate_limit(&self, limit: &RateLimit) -> Result<(), StoreError> {
+        self.hit_rate_limits(std::slice::from_ref(limit)).await
+    }
+
+    /// Counts one hit against each of `limits` (distinct buckets) in one
+    /// relaxed commit; [`StoreError::RateLimited`] past any, with nothing
+    /// written.
+    pub async fn hit_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
         let tx = self.begin_write_relaxed().await?;
-        let tx = count_hits(tx, &[limit], now_millis()).await?;
+        let limits: Vec<&RateLimit> = limits.iter().collect();
+        let tx = count_hits(tx, &limits, now_millis()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -279,7 +287,8 @@ impl Store {
             .transpose()
     }
 
-    /// Deletes nonces and rate-limit windows that ended before `now` (ms).
+    /// Deletes nonces, credential challenges and rate-limit windows that
+    /// ended before `now` (ms).
     pub async fn purge_attestation_state(
         &self,
         now: i64,
@@ -289,11 +298,15 @@ impl Store {
             .bind(now)
             .execute(self.pool())
             .await?;
+        let challenges = sqlx::query("DELETE FROM tpm_credential_challenges WHERE expires_at < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
         let windows = sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
             .bind(now - window_ms)
             .execute(self.pool())
             .await?;
-        Ok(nonces.rows_affected() + windows.rows_affected())
+        Ok(nonces.rows_affected() + challenges.rows_affected() + windows.rows_affected())
     }
 
     /// Adds a known runtime build; [`StoreError::Conflict`] if present.

@@ -10,8 +10,8 @@ use sqlx::any::AnyRow;
 
 use super::error::{conflict_on_unique, is_foreign_key_violation};
 use super::{
-    col, col_enum, new_id, now_millis, to_count, Device, DeviceMode, ManufacturerCa, NewDevice,
-    Page, Store, StoreError, Transfer, TransferStatus,
+    col, col_enum, new_id, now_millis, to_count, CaKind, Device, DeviceMode, ManufacturerCa,
+    NewDevice, Page, Store, StoreError, Transfer, TransferStatus,
 };
 
 macro_rules! device_columns {
@@ -33,6 +33,7 @@ fn ca_from_row(row: &AnyRow) -> Result<ManufacturerCa, StoreError> {
         fingerprint: col(row, "fingerprint")?,
         subject: col(row, "subject")?,
         cert_der: col(row, "cert_der")?,
+        kind: col_enum(row, "kind", CaKind::parse)?,
         added_at: col(row, "added_at")?,
     })
 }
@@ -67,27 +68,31 @@ fn transfer_from_row(row: &AnyRow) -> Result<Transfer, StoreError> {
 }
 
 impl Store {
-    /// Trusts a manufacturer CA server-wide. [`StoreError::Conflict`] if one
-    /// with this fingerprint is already trusted.
+    /// Trusts a manufacturer CA of `kind` server-wide.
+    /// [`StoreError::Conflict`] if one with this fingerprint is already
+    /// trusted (of either kind).
     pub async fn add_manufacturer_ca(
         &self,
         fingerprint: &str,
         subject: &str,
         cert_der: &[u8],
+        kind: CaKind,
     ) -> Result<ManufacturerCa, StoreError> {
         let ca = ManufacturerCa {
             fingerprint: fingerprint.to_owned(),
             subject: subject.to_owned(),
             cert_der: cert_der.to_vec(),
+            kind,
             added_at: now_millis(),
         };
         sqlx::query(
-            "INSERT INTO manufacturer_cas (fingerprint, subject, cert_der, added_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO manufacturer_cas (fingerprint, subject, cert_der, kind, added_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&ca.fingerprint)
         .bind(&ca.subject)
         .bind(cert_der)
+        .bind(kind.as_str())
         .bind(ca.added_at)
         .execute(self.pool())
         .await
@@ -99,10 +104,10 @@ impl Store {
         Ok(ca)
     }
 
-    /// All trusted manufacturer CAs, by fingerprint.
+    /// All trusted manufacturer CAs of both kinds, by fingerprint.
     pub async fn list_manufacturer_cas(&self) -> Result<Vec<ManufacturerCa>, StoreError> {
         let rows = sqlx::query(
-            "SELECT fingerprint, subject, cert_der, added_at FROM manufacturer_cas \
+            "SELECT fingerprint, subject, cert_der, kind, added_at FROM manufacturer_cas \
              ORDER BY fingerprint",
         )
         .fetch_all(self.pool())

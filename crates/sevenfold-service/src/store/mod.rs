@@ -41,7 +41,8 @@
 //!
 //! Each concern has its own file and `impl Store` block: `tenants.rs` (users,
 //! tokens, roles, tenants), `products.rs` (products, groups), `devices.rs`
-//! (manufacturer CAs, devices, transfers), `images.rs` (signing keys, images),
+//! (manufacturer CAs, devices, transfers), `tpm.rs` (TPM credential
+//! activation: challenges and bindings), `images.rs` (signing keys, images),
 //! `tuf.rs` (TUF keys and metadata), `deployments.rs` (deployments, device
 //! progress), `deltas.rs` (binary deltas published with deployments), `audit.rs` (the hash-chained audit log), `failures.rs` (failure
 //! reports, problems, retention), `ingest.rs` (batched, idempotent ingest of
@@ -60,6 +61,7 @@ mod ingest;
 mod model;
 mod products;
 mod tenants;
+mod tpm;
 mod tuf;
 mod webhooks;
 
@@ -88,12 +90,13 @@ pub use failures::{
 pub use fleet::{FleetDevice, FleetFilter, FleetState, FleetSummary, LastSeen};
 use model::clamp_limit;
 pub use model::{
-    AuditEntry, AuditFilter, AuditOutcome, AuditVerification, Device, DeviceGroup, DeviceMode,
-    GroupUpdate, Image, ManufacturerCa, NewAuditEntry, NewDevice, NewGroup, NewImage, Page,
-    Principal, Product, Role, RoleAssignment, RuntimeFeed, SigningKey, Tenant, Transfer,
+    AuditEntry, AuditFilter, AuditOutcome, AuditVerification, CaKind, Device, DeviceGroup,
+    DeviceMode, GroupUpdate, Image, ManufacturerCa, NewAuditEntry, NewDevice, NewGroup, NewImage,
+    Page, Principal, Product, Role, RoleAssignment, RuntimeFeed, SigningKey, Tenant, Transfer,
     TransferStatus, UpdatePolicy, User,
 };
 pub use products::DEFAULT_GROUPS;
+pub use tpm::{CredentialChallenge, TpmBinding};
 pub use tuf::{TufKeyRecord, TufMetadataRecord};
 pub use webhooks::{DueDelivery, WebhookRecord, MAX_ATTEMPTS};
 
@@ -134,6 +137,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "crash_details",
         include_str!("../../migrations/0006_crash_details.sql"),
+    ),
+    (
+        7,
+        "tpm_credentials",
+        include_str!("../../migrations/0007_tpm_credentials.sql"),
     ),
     (
         9,

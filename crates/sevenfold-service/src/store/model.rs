@@ -248,7 +248,39 @@ pub struct GroupUpdate {
     pub update_window: Option<Option<String>>,
 }
 
-/// A manufacturer CA the server trusts to endorse device keys.
+/// What a trusted manufacturer CA vouches for. Neither kind is accepted
+/// for the other's purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CaKind {
+    /// Signs Sevenfold endorsement certificates over device keys (claims
+    /// and attestations check them).
+    Endorsement,
+    /// A TPM maker's CA: signs TPM endorsement key (EK) certificates
+    /// (credential activation checks them).
+    Tpm,
+}
+
+impl CaKind {
+    /// The stored and wire spelling: "endorsement", "tpm".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaKind::Endorsement => "endorsement",
+            CaKind::Tpm => "tpm",
+        }
+    }
+
+    /// Parses [`CaKind::as_str`]'s spelling.
+    pub fn parse(s: &str) -> Option<CaKind> {
+        match s {
+            "endorsement" => Some(CaKind::Endorsement),
+            "tpm" => Some(CaKind::Tpm),
+            _ => None,
+        }
+    }
+}
+
+/// A manufacturer CA the server trusts, to endorse device keys or (a TPM
+/// maker's) to certify TPM endorsement keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManufacturerCa {
     /// Lowercase hex SHA-256 of the certificate's DER.
@@ -257,6 +289,8 @@ pub struct ManufacturerCa {
     pub subject: String,
     /// The certificate (DER).
     pub cert_der: Vec<u8>,
+    /// What it vouches for.
+    pub kind: CaKind,
     /// When it was trusted (unix ms).
     pub added_at: i64,
 }
