@@ -259,6 +259,7 @@ fn a_simulated_fleet_attests_updates_and_fails_and_the_dashboard_shows_and_acts_
         .text("#halt-reason")
         .contains("failed or rolled back"));
     browser.click("#resume");
+    browser.find("main.error-page");
     let refused = browser.source();
     assert!(refused.contains("403"), "{refused}");
     assert!(
