@@ -66,13 +66,7 @@ fn create(rot: &dyn RootOfTrust, count: usize) -> Result<Made, Box<dyn std::erro
         times.push(start.elapsed());
         made.push((nonce, quote, values));
     }
-    times.sort();
-    println!(
-        "{:>4} create: median {:?}, p99 {:?} per quote",
-        rot.backend(),
-        times.get(count / 2).copied().unwrap_or_default(),
-        times.get(count * 99 / 100).copied().unwrap_or_default(),
-    );
+    print_latency(&format!("{:>4} create", rot.backend()), times, "per quote");
     Ok(made)
 }
 
@@ -122,14 +116,20 @@ fn tls_signatures(rot: &dyn RootOfTrust, count: usize) -> Result<(), Box<dyn std
         times.push(start.elapsed());
         key.tls_public_key().verify(&transcript, &signature)?;
     }
+    let what = format!("{:>4} TLS key signature", rot.backend());
+    print_latency(&what, times, "per handshake");
+    Ok(())
+}
+
+/// Prints the median and p99 of `times`.
+fn print_latency(what: &str, mut times: Vec<Duration>, unit: &str) {
     times.sort();
+    let count = times.len();
     println!(
-        "{:>4} TLS key signature (per handshake): median {:?}, p99 {:?}",
-        rot.backend(),
+        "{what}: median {:?}, p99 {:?} {unit}",
         times.get(count / 2).copied().unwrap_or_default(),
         times.get(count * 99 / 100).copied().unwrap_or_default(),
     );
-    Ok(())
 }
 
 /// The floor: one bare ECDSA P-256 verify of a signature over ~130 bytes.
