@@ -169,7 +169,8 @@ impl Reply {
 }
 
 /// rustls client configuration: TLS 1.2/1.3 on aws-lc-rs, trusting only the
-/// pinned service CA, with a client certificate when `identity` is given.
+/// pinned service CA, with a client certificate when `identity` is given
+/// (signing through the TPM when the TLS key is there).
 fn tls_config(
     ca_pem: &str,
     identity: Option<(&str, &TlsKey)>,
@@ -187,7 +188,7 @@ fn tls_config(
         ));
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| AgentError::Tls(e.to_string()))?
         .with_root_certificates(roots);
@@ -202,9 +203,12 @@ fn tls_config(
                     "the device certificate file holds no certificate".into(),
                 ));
             }
-            builder
-                .with_client_auth_cert(chain, key.rustls_key())
-                .map_err(|e| AgentError::Tls(format!("the device certificate and TLS key: {e}")))?
+            let certified = key
+                .certified(chain, &provider)
+                .map_err(|e| AgentError::Tls(format!("the device certificate and TLS key: {e}")))?;
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+                certified,
+            )))
         }
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -42,7 +42,8 @@
 //! - Every file is written atomically (temp file, fsync, rename, fsync of the
 //!   directory) with mode 0600 in 0700 directories.
 //! - The device key never leaves the root of trust; the TLS key is a
-//!   separate key, bound to each attestation by the quote's nonce (see
+//!   separate key (inside the TPM on a `tpm` device), bound to each
+//!   attestation by the quote's nonce (see
 //!   [`TlsKey`] for why).
 //!
 //! ```no_run
@@ -76,6 +77,7 @@ mod rot_backend;
 pub mod runtime;
 mod state;
 mod status;
+mod tls_signer;
 pub mod update;
 mod whoami;
 

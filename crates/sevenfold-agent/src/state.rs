@@ -3,7 +3,7 @@
 //!
 //! See [`StateDir`] for the layout.
 //!
-//! Why the TLS key is a separate software key: see [`TlsKey`].
+//! Why the TLS key is a separate key, and where it lives: see [`TlsKey`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ pub const ENDORSEMENT_FILE: &str = "endorsement.pem";
 pub const TRUSTED_KEYS_DIR: &str = "trusted-keys";
 /// Directory of installed image packages.
 pub const IMAGES_DIR: &str = "images";
-/// The TLS private key.
+/// The TLS private key of a `soft` device (a TPM device's is in the TPM).
 pub const TLS_KEY_FILE: &str = "tls-key.p8";
 /// The device certificate chain.
 pub const DEVICE_CERT_FILE: &str = "device-cert.pem";
@@ -174,7 +174,7 @@ pub struct InstalledImage {
     pub replaced: bool,
 }
 
-/// The device's TLS key: a software ECDSA P-256 key in `tls-key.p8`.
+/// The device's TLS key: the key its certificate certifies, ECDSA P-256.
 ///
 /// Why not the root-of-trust key: that is the device's *attestation* key. It
 /// signs quotes and nothing a peer chooses, as a TPM attestation key is
@@ -183,36 +183,89 @@ pub struct InstalledImage {
 /// the root of trust at every attestation: the quote signs
 /// [`quote_nonce`](sevenfold_core::attestation::quote_nonce)`(service nonce,
 /// TLS key)`, so the service certifies only a key that the attested device
-/// presented in that very attestation. With the `soft` backend the device
-/// key is itself a file, so a software TLS key loses nothing; a TPM backend
-/// should create the TLS key inside the TPM and keep only its handle here.
+/// presented in that very attestation.
+///
+/// Where it lives depends on the backend:
+/// - `tpm`: inside the TPM, an unrestricted `fixedTPM` signing key under the
+///   storage root key (`rot/tls.pub`, `rot/tls.priv`; see
+///   [`ResidentTlsKey`](sevenfold_rot::ResidentTlsKey)). rustls signs through
+///   it, so the private key is never in the agent's memory or on disk.
+///   `tls-key.p8` is neither created nor read.
+/// - `soft`: a software key in `tls-key.p8` (the device key is itself a file
+///   there, so a software TLS key loses nothing).
 pub struct TlsKey {
-    key: SoftwareKey,
-    pkcs8: Vec<u8>,
+    kind: TlsKeyKind,
+}
+
+enum TlsKeyKind {
+    /// `tls-key.p8`.
+    Software { key: SoftwareKey, pkcs8: Vec<u8> },
+    /// The root of trust's own TLS key; `public` is its public half.
+    Resident {
+        rot: Arc<dyn RootOfTrust>,
+        public: PublicKey,
+    },
 }
 
 impl TlsKey {
     /// The public half (what the device certificate certifies).
     pub fn public_key(&self) -> &PublicKey {
-        self.key.public_key()
+        match &self.kind {
+            TlsKeyKind::Software { key, .. } => key.public_key(),
+            TlsKeyKind::Resident { public, .. } => public,
+        }
+    }
+
+    /// Whether the key lives inside the root of trust (a TPM) rather than
+    /// in `tls-key.p8`.
+    pub fn is_resident(&self) -> bool {
+        matches!(self.kind, TlsKeyKind::Resident { .. })
     }
 
     /// Signs `message` with the TLS key (ECDSA P-256, SHA-256, DER): what
     /// apps with `DeviceAuthentication` get instead of the key.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, AgentError> {
-        Ok(self.key.sign(message)?)
+        match &self.kind {
+            TlsKeyKind::Software { key, .. } => Ok(key.sign(message)?),
+            TlsKeyKind::Resident { rot, .. } => Ok(resident(rot.as_ref())?.sign_tls(message)?),
+        }
     }
 
-    /// The private key for rustls (client authentication).
-    pub(crate) fn rustls_key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.pkcs8.clone()))
+    /// The device certificate `chain` with this key, for rustls (client
+    /// authentication); refused unless the certificate certifies this key.
+    pub(crate) fn certified(
+        &self,
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Result<rustls::sign::CertifiedKey, rustls::Error> {
+        match &self.kind {
+            TlsKeyKind::Software { pkcs8, .. } => rustls::sign::CertifiedKey::from_der(
+                chain,
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.clone())),
+                provider,
+            ),
+            TlsKeyKind::Resident { rot, public } => {
+                let key = crate::tls_signer::ResidentSigningKey::new(rot.clone(), public.clone());
+                let certified = rustls::sign::CertifiedKey::new(chain, Arc::new(key));
+                certified.keys_match()?;
+                Ok(certified)
+            }
+        }
     }
+}
+
+/// The root of trust's TLS key, or why there is none.
+fn resident(rot: &dyn RootOfTrust) -> Result<&dyn sevenfold_rot::ResidentTlsKey, AgentError> {
+    rot.resident_tls_key().ok_or_else(|| {
+        AgentError::UnsupportedRot(format!("{} (it holds no TLS key)", rot.backend()))
+    })
 }
 
 impl std::fmt::Debug for TlsKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsKey")
-            .field("public", self.key.public_key())
+            .field("public", self.public_key())
+            .field("resident", &self.is_resident())
             .finish_non_exhaustive()
     }
 }
@@ -224,7 +277,7 @@ impl std::fmt::Debug for TlsKey {
 ///
 /// | path | what |
 /// |---|---|
-/// | `rot/` | the root of trust's own state: `soft`: device key, sealing key, counters; `tpm`: the attestation key's TPM-wrapped blobs (`ak.pub`, `ak.priv`) |
+/// | `rot/` | the root of trust's own state: `soft`: device key, sealing key, counters; `tpm`: the TPM-wrapped blobs of the attestation key (`ak.pub`, `ak.priv`) and of the TLS key (`tls.pub`, `tls.priv`) |
 /// | `agent.toml` | `service_url`, `device_id`, `rot = "soft"` or `"tpm"` (with the `tcti` used at `init`); written last by `init` (its presence means initialised) |
 /// | `service-ca.pem` | the Security Service's CA, pinned: the only TLS trust anchor |
 /// | `device.pub.pem` | the endorsement request: the root-of-trust public key the manufacturer signs |
@@ -232,7 +285,7 @@ impl std::fmt::Debug for TlsKey {
 /// | `trusted-keys/*.pub.pem` | image signing keys accepted at boot (named by key ID) |
 /// | `images/*.imagepackage` | installed image packages (named by component ID) |
 /// | `counters.toml` | component ID → root-of-trust counter index |
-/// | `tls-key.p8` | the TLS key (ECDSA P-256, PKCS#8 DER) |
+/// | `tls-key.p8` | `soft` only: the TLS key (ECDSA P-256, PKCS#8 DER); a `tpm` device's TLS key is in the TPM (`rot/tls.pub`, `rot/tls.priv`) |
 /// | `device-cert.pem` | device certificate + tenant CA from the last passed attestation |
 /// | `status.json` | what happened last (see [`Status`]) |
 #[derive(Clone, Debug)]
@@ -286,8 +339,11 @@ impl StateDir {
             DEVICE_PUBLIC_KEY_FILE,
             device_key.to_pem().as_bytes(),
         )?;
-        let (_tls, pkcs8) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256)?;
-        fsutil::write_atomic(&root, TLS_KEY_FILE, &pkcs8)?;
+        // A TPM made its TLS key with the attestation key (`rot/tls.*`).
+        if rot.resident_tls_key().is_none() {
+            let (_tls, pkcs8) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256)?;
+            fsutil::write_atomic(&root, TLS_KEY_FILE, &pkcs8)?;
+        }
         fsutil::create_private_dir(&root.join(TRUSTED_KEYS_DIR))?;
         fsutil::create_private_dir(&root.join(IMAGES_DIR))?;
         CounterMap::create_empty(&root)?;
@@ -366,7 +422,10 @@ impl StateDir {
                 fsutil::check_private(&path)?;
             }
         }
-        fsutil::check_private(&root.join(TLS_KEY_FILE))?;
+        let tls_key_file = root.join(TLS_KEY_FILE);
+        if fsutil::exists(&tls_key_file)? {
+            fsutil::check_private(&tls_key_file)?;
+        }
         let text = fsutil::read_text(&config_path, MAX_CONFIG_LEN)?
             .ok_or_else(|| AgentError::NotInitialised(root.to_path_buf()))?;
         let file: ConfigFile =
@@ -443,8 +502,17 @@ impl StateDir {
         Ok(rot)
     }
 
-    /// Loads the TLS key (`tls-key.p8`, which must be private).
+    /// The TLS key: for a `tpm` device the TPM's (opening the root of
+    /// trust, shared with whoever else holds it open in this process), else
+    /// `tls-key.p8` (which must be private).
     pub fn tls_key(&self) -> Result<TlsKey, AgentError> {
+        if self.config.rot != RotBackend::Soft {
+            let rot = self.open_rot()?;
+            let public = resident(rot.as_ref())?.tls_public_key().clone();
+            return Ok(TlsKey {
+                kind: TlsKeyKind::Resident { rot, public },
+            });
+        }
         let path = self.root.join(TLS_KEY_FILE);
         let pkcs8 = fsutil::read_bounded(&path, MAX_TLS_KEY_LEN, true)?
             .ok_or_else(|| AgentError::corrupt(&path, "the TLS key is missing"))?;
@@ -456,7 +524,9 @@ impl StateDir {
                 "the TLS key must be ECDSA P-256",
             ));
         }
-        Ok(TlsKey { key, pkcs8 })
+        Ok(TlsKey {
+            kind: TlsKeyKind::Software { key, pkcs8 },
+        })
     }
 
     /// The pinned service CA (PEM).

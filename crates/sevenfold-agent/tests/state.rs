@@ -318,3 +318,63 @@ fn an_interrupted_init_is_completed_with_the_identity_it_made() {
     assert_eq!(state.device_id(), made);
     assert_eq!(report.endorsement, None);
 }
+
+/// On a TPM the TLS key is the TPM's: `init` makes no `tls-key.p8`, and what
+/// apps with `DeviceAuthentication` get signed (through [`TlsKey::sign`],
+/// the path of the agent's `DeviceSigner`) is signed by the TPM. A TPM state
+/// directory from before gets its TPM TLS key at the next open, and an old
+/// `tls-key.p8` left there is not used.
+///
+/// [`TlsKey::sign`]: sevenfold_agent::TlsKey::sign
+#[cfg(feature = "tpm")]
+#[test]
+fn a_tpm_device_keeps_its_tls_key_in_the_tpm() {
+    let f = Fixture::new();
+    let tpm = sevenfold_rot::tpm::simulator::Swtpm::start().expect("swtpm must be installed");
+    let root = f.dir.path().join("tpm-device");
+    let (state, _) = StateDir::init(&InitOptions {
+        state_dir: root.clone(),
+        service_url: "https://127.0.0.1:8444".into(),
+        service_ca: f.dir.path().join("service-ca.pem"),
+        rot: RotBackend::Tpm,
+        tcti: Some(tpm.tcti()),
+        endorse_with: None,
+    })
+    .unwrap();
+    assert!(!root.join("tls-key.p8").exists());
+    for blob in ["rot/tls.pub", "rot/tls.priv"] {
+        assert_eq!(mode(&root.join(blob)), 0o600, "{blob}");
+    }
+    let first = {
+        let tls = state.tls_key().unwrap();
+        assert!(tls.is_resident());
+        let rot = state.open_rot().unwrap();
+        assert_eq!(
+            tls.public_key(),
+            rot.resident_tls_key().unwrap().tls_public_key()
+        );
+        assert_ne!(tls.public_key(), rot.device_public_key());
+        let signature = tls.sign(b"an app's token").unwrap();
+        tls.public_key()
+            .verify(b"an app's token", &signature)
+            .unwrap();
+        tls.public_key().clone()
+    };
+
+    // State from before the TLS key moved into the TPM: no rot/tls.*, and a
+    // software key file. The TPM makes a new key; the file is not used.
+    fs::remove_file(root.join("rot/tls.pub")).unwrap();
+    fs::remove_file(root.join("rot/tls.priv")).unwrap();
+    let (_, pkcs8) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    fs::write(root.join("tls-key.p8"), &pkcs8).unwrap();
+    fs::set_permissions(root.join("tls-key.p8"), fs::Permissions::from_mode(0o600)).unwrap();
+    let old = SoftwareKey::from_pkcs8_der(&pkcs8).unwrap();
+    let reopened = StateDir::open(&root).unwrap();
+    let tls = reopened.tls_key().unwrap();
+    assert!(tls.is_resident());
+    assert!(root.join("rot/tls.pub").exists());
+    assert_ne!(tls.public_key(), &first);
+    assert_ne!(tls.public_key(), old.public_key());
+    let signature = tls.sign(b"m").unwrap();
+    tls.public_key().verify(b"m", &signature).unwrap();
+}

@@ -187,6 +187,24 @@ fn agent_on_a_tpm_attests_and_uses_its_certificate_for_mutual_tls() {
         "tpm",
         Some(&tpm.ca_dir()),
     );
+    // The device certificate certifies the TPM's TLS key (what the quote's
+    // nonce bound and the whoami handshake was signed with).
+    let certified = openssl(&[
+        "x509",
+        "-in",
+        s(&state.join("device-cert.pem")),
+        "-noout",
+        "-pubkey",
+    ]);
+    let certified =
+        sevenfold_rot::PublicKey::from_pem(&String::from_utf8_lossy(&certified.stdout)).unwrap();
+    {
+        use sevenfold_rot::RootOfTrust;
+        let rot = sevenfold_rot::tpm::TpmRoot::open(&state.join("rot"), &tcti).unwrap();
+        let tls = rot.resident_tls_key().unwrap().tls_public_key();
+        assert_eq!(certified.spki_der(), tls.spki_der());
+        assert_ne!(&certified, rot.device_public_key());
+    }
     // A measurement log that does not replay to the PCRs: the agent refuses
     // to start, and says what to do.
     let log = state.join(sevenfold_agent::MEASUREMENT_LOG_FILE);
@@ -217,6 +235,9 @@ fn attests_and_uses_its_certificate(
     // Only the soft backend keeps a device key file; a TPM keeps blobs only it can load.
     assert_eq!(state.join("rot/device-key.p8").exists(), backend == "soft");
     assert_eq!(state.join("rot/ak.pub").exists(), backend == "tpm");
+    // A TPM also holds the TLS key: no software TLS key is made for it.
+    assert_eq!(state.join("tls-key.p8").exists(), backend == "soft");
+    assert_eq!(state.join("rot/tls.pub").exists(), backend == "tpm");
 
     if let Some(maker) = tpm_maker {
         // A TPM's quotes count only once credential activation binds its
@@ -278,10 +299,11 @@ fn attests_and_uses_its_certificate(
     // the maker was trusted, the first pass, the restart), two events each.
     assert_eq!(logged, if backend == "tpm" { 6 } else { 2 });
 
-    // Mutual TLS with the new certificate.
+    // Mutual TLS with the new certificate (on a TPM, signed by the TPM).
     let who = ok_json(&["agent", "whoami", "--state-dir", s(&state)]);
     assert_eq!(who["device_id"], id.as_str());
     assert_eq!(who["tenant_id"], tenant.as_str());
+    assert_eq!(state.join("tls-key.p8").exists(), backend == "soft");
 
     // Third parties verify it with the downloaded chain; it is valid for 24 h.
     let chain = f.chain(&tenant);

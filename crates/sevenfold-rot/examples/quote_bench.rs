@@ -1,6 +1,7 @@
 //! Quote creation and verification: the `tpm` backend on swtpm next to the
 //! `soft` backend, and the verifier's rate (what the Security Service does
-//! per attestation) on one core.
+//! per attestation) on one core; and what the TPM-resident TLS key costs a
+//! device per TLS handshake (one signature).
 //!
 //! ```text
 //! cargo run --release -p sevenfold-rot --features tpm --example quote_bench [QUOTES]
@@ -45,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     raw_ecdsa(&soft)?;
+    tls_signatures(&hard, count)?;
     drop(hard);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -64,13 +66,7 @@ fn create(rot: &dyn RootOfTrust, count: usize) -> Result<Made, Box<dyn std::erro
         times.push(start.elapsed());
         made.push((nonce, quote, values));
     }
-    times.sort();
-    println!(
-        "{:>4} create: median {:?}, p99 {:?} per quote",
-        rot.backend(),
-        times.get(count / 2).copied().unwrap_or_default(),
-        times.get(count * 99 / 100).copied().unwrap_or_default(),
-    );
+    print_latency(&format!("{:>4} create", rot.backend()), times, "per quote");
     Ok(made)
 }
 
@@ -104,6 +100,36 @@ fn verify(rot: &dyn RootOfTrust, quotes: &Made) -> Result<(), Box<dyn std::error
         done as f64 / elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+/// A device's cost per mutual-TLS handshake with its TLS key in the TPM:
+/// one `CertificateVerify` signature (load the key, `TPM2_Sign`, flush).
+fn tls_signatures(rot: &dyn RootOfTrust, count: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let key = rot
+        .resident_tls_key()
+        .ok_or("this root of trust holds no TLS key")?;
+    let transcript = [7u8; 130];
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        let signature = key.sign_tls(&transcript)?;
+        times.push(start.elapsed());
+        key.tls_public_key().verify(&transcript, &signature)?;
+    }
+    let what = format!("{:>4} TLS key signature", rot.backend());
+    print_latency(&what, times, "per handshake");
+    Ok(())
+}
+
+/// Prints the median and p99 of `times`.
+fn print_latency(what: &str, mut times: Vec<Duration>, unit: &str) {
+    times.sort();
+    let count = times.len();
+    println!(
+        "{what}: median {:?}, p99 {:?} {unit}",
+        times.get(count / 2).copied().unwrap_or_default(),
+        times.get(count * 99 / 100).copied().unwrap_or_default(),
+    );
 }
 
 /// The floor: one bare ECDSA P-256 verify of a signature over ~130 bytes.

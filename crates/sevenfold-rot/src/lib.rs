@@ -41,6 +41,7 @@ mod quote;
 mod registers;
 mod root;
 pub mod soft;
+mod tls_key;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 mod tpm2_wire;
@@ -56,3 +57,4 @@ pub use root::{
     CounterIndex, DeviceId, RootOfTrust, SealPolicy, MAX_COUNTER_INDEX, MAX_SEALED_LEN,
     MAX_SIGNED_LEN,
 };
+pub use tls_key::ResidentTlsKey;

@@ -6,7 +6,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use crate::credential::TpmEndorsement;
-use crate::{Digest, PublicKey, Quote, RegisterIndex, RegisterValues, RotError};
+use crate::{Digest, PublicKey, Quote, RegisterIndex, RegisterValues, ResidentTlsKey, RotError};
 
 /// Largest secret [`RootOfTrust::seal`] accepts (a TPM seals at most 128 bytes
 /// of `TPM2B_SENSITIVE_DATA`; larger secrets are sealed as a key that wraps them).
@@ -163,6 +163,13 @@ pub trait RootOfTrust: Send + Sync {
     /// The TPM endorsement key behind the device key, for credential
     /// activation; `None` (the default) for a backend without a TPM.
     fn tpm_endorsement(&self) -> Option<&dyn TpmEndorsement> {
+        None
+    }
+
+    /// The TLS client key held inside this root of trust; `None` (the
+    /// default) for a backend that has none (the agent then keeps a software
+    /// TLS key).
+    fn resident_tls_key(&self) -> Option<&dyn ResidentTlsKey> {
         None
     }
 }

@@ -490,3 +490,84 @@ fn ek_spki(cert_der: &Path) -> Vec<u8> {
     );
     pem::parse(&out.stdout).unwrap().into_contents()
 }
+
+#[test]
+fn tls_key_is_an_unrestricted_tpm_key_bound_to_its_tpm() {
+    let tpm = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("rot");
+    let rot = TpmRoot::create(&state, &tpm.tcti()).unwrap();
+    assert!(state.join("tls.pub").exists() && state.join("tls.priv").exists());
+    let tls = rot.resident_tls_key().expect("a TPM holds the TLS key");
+    let public = tls.tls_public_key().clone();
+    assert_ne!(
+        &public,
+        rot.device_public_key(),
+        "the TLS key is not the AK"
+    );
+
+    // Unrestricted: it signs any message, quote-shaped ones included (it is
+    // not the device key, so that forges nothing), and the signature verifies.
+    for message in [
+        &b"TLS 1.3, client CertificateVerify"[..],
+        b"\xff\x54\x43\x47SVNF",
+    ] {
+        let sig = tls.sign_tls(message).unwrap();
+        public.verify(message, &sig).unwrap();
+        assert!(rot.device_public_key().verify(message, &sig).is_err());
+    }
+    let digest = Digest::of(b"handshake transcript");
+    let sig = tls.sign_tls_digest(&digest).unwrap();
+    public.verify(b"handshake transcript", &sig).unwrap();
+    assert!(public.verify(b"handshake transcripT", &sig).is_err());
+    drop(rot);
+
+    // Kept across opens.
+    let opened = TpmRoot::open(&state, &tpm.tcti()).unwrap();
+    assert_eq!(opened.resident_tls_key().unwrap().tls_public_key(), &public);
+    drop(opened);
+
+    // Another TPM loads its own AK but not this TPM's TLS key.
+    let other = simulator();
+    let other_state = dir.path().join("other");
+    drop(TpmRoot::create(&other_state, &other.tcti()).unwrap());
+    for name in ["tls.pub", "tls.priv"] {
+        std::fs::copy(state.join(name), other_state.join(name)).unwrap();
+    }
+    match TpmRoot::open(&other_state, &other.tcti()) {
+        Err(RotError::Tpm { operation, .. }) => assert_eq!(operation, "loading the TLS key"),
+        other => panic!("another TPM must not load the TLS key: {other:?}"),
+    }
+
+    // A swapped tls.pub (the restricted AK's) is refused, not loaded.
+    std::fs::copy(state.join("ak.pub"), other_state.join("tls.pub")).unwrap();
+    assert!(matches!(
+        TpmRoot::open(&other_state, &other.tcti()),
+        Err(RotError::CorruptState { .. })
+    ));
+}
+
+#[test]
+fn tpm_state_without_a_tls_key_gets_one_at_open() {
+    let tpm = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let rot = TpmRoot::create(dir.path(), &tpm.tcti()).unwrap();
+    let (id, first) = (
+        rot.device_id(),
+        rot.resident_tls_key().unwrap().tls_public_key().clone(),
+    );
+    drop(rot);
+    // A state directory from before the TLS key lived in the TPM.
+    std::fs::remove_file(dir.path().join("tls.pub")).unwrap();
+    std::fs::remove_file(dir.path().join("tls.priv")).unwrap();
+
+    let rot = TpmRoot::open(dir.path(), &tpm.tcti()).unwrap();
+    assert_eq!(rot.device_id(), id);
+    let tls = rot.resident_tls_key().unwrap();
+    let created = tls.tls_public_key().clone();
+    assert_ne!(created, first);
+    created.verify(b"m", &tls.sign_tls(b"m").unwrap()).unwrap();
+    drop(rot);
+    let again = TpmRoot::open(dir.path(), &tpm.tcti()).unwrap();
+    assert_eq!(again.resident_tls_key().unwrap().tls_public_key(), &created);
+}

@@ -10,11 +10,12 @@
 //! | counters | NV counters (`TPM_NT_COUNTER`) at NV index `0x01300000 + i` (see [`nv`](self)) |
 //! | sealing | sealed data objects under the SRK, with a `TPM2_PolicyPCR` auth policy for [`SealPolicy::Registers`] |
 //! | `sign` | `TPM2_Hash` (which issues a ticket only for data that does not start with `TPM_GENERATED_VALUE`) then `TPM2_Sign` by the AK |
+//! | [`ResidentTlsKey`] | an unrestricted ECC P-256 ECDSA/SHA-256 signing key under the SRK, `fixedTPM`; `TPM2_Sign` with a null ticket (see `tls.rs`) |
 //!
 //! State directory (0700): `ak.pub` (the AK's `TPMT_PUBLIC`) and `ak.priv`
 //! (its private area, encrypted by the TPM under the SRK: useless to anyone
-//! without this very TPM). `ak.pub` is written last and its presence means
-//! initialised. The SRK is not stored: it is derived again from the owner
+//! without this very TPM); `tls.pub` and `tls.priv`, the same for the TLS
+//! key. `ak.pub` is written last and its presence means initialised. The SRK is not stored: it is derived again from the owner
 //! seed and the template at every start.
 //!
 //! Why the storage (owner) hierarchy and not the endorsement hierarchy: the
@@ -27,7 +28,7 @@
 //!
 //! The key never leaves the chip; the registers reset only with the
 //! platform; counters never go back. See docs/tpm.md for the PCR map, NV
-//! range and the TLS key decision.
+//! range and the TLS key.
 
 mod endorsement;
 mod nv;
@@ -35,6 +36,7 @@ mod objects;
 mod pcr;
 mod seal;
 pub mod simulator;
+mod tls;
 mod worker;
 
 use std::fmt;
@@ -44,7 +46,7 @@ use std::str::FromStr;
 use tss_esapi::handles::KeyHandle;
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
-use tss_esapi::structures::{MaxBuffer, Private, Public, Signature};
+use tss_esapi::structures::{MaxBuffer, Private, Public};
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
@@ -53,22 +55,26 @@ use zeroize::Zeroizing;
 use crate::credential::{Credential, TpmEndorsement};
 use crate::soft::fs;
 use crate::{
-    tpm2_wire, CounterIndex, DeviceId, Digest, PublicKey, Quote, RegisterIndex, RegisterValues,
-    RootOfTrust, RotError, SealPolicy,
+    CounterIndex, DeviceId, Digest, PublicKey, Quote, RegisterIndex, RegisterValues,
+    ResidentTlsKey, RootOfTrust, RotError, SealPolicy,
 };
 
 pub use nv::{COUNTER_NV_BASE, MAX_COUNTER_STEP};
 
 const AK_PUBLIC_FILE: &str = "ak.pub";
 const AK_PRIVATE_FILE: &str = "ak.priv";
-/// Upper bound on either AK file (a P-256 public area is ~90 bytes).
-const MAX_AK_FILE_LEN: usize = 4096;
+/// Upper bound on a key blob file (a P-256 public area is ~90 bytes).
+const MAX_KEY_FILE_LEN: usize = 4096;
 
 /// What the TPM thread holds: the ESAPI context and the loaded keys.
 pub(crate) struct TpmState {
     ctx: Context,
     srk: KeyHandle,
     ak: KeyHandle,
+    /// The TLS key's blobs ([`ResidentTlsKey`]), loaded only to sign: a
+    /// TPM without a resource manager has few object slots (swtpm: three),
+    /// and SRK plus AK hold two of them.
+    tls: tls::TlsBlobs,
 }
 
 /// A TPM-backed root of trust; see the [module documentation](self).
@@ -82,11 +88,13 @@ pub struct TpmRoot {
     worker: worker::Worker<TpmState>,
     public: PublicKey,
     device_id: DeviceId,
+    tls_public: PublicKey,
 }
 
 impl TpmRoot {
-    /// Creates a new attestation key in the TPM reached through `tcti` and
-    /// stores its blobs in `state_dir` (created 0700): a new device identity.
+    /// Creates a new attestation key and a new TLS key in the TPM reached
+    /// through `tcti` and stores their blobs in `state_dir` (created 0700):
+    /// a new device identity.
     ///
     /// Refuses with [`RotError::AlreadyInitialised`] if the directory
     /// already holds one.
@@ -97,7 +105,7 @@ impl TpmRoot {
         fs::create_private_dir(state_dir)?;
         fs::remove_stale_temps(state_dir)?;
         let conf = parse_tcti(tcti)?;
-        let (worker, (public, private)) = worker::Worker::start(move || {
+        let (worker, (public, private, tls_blobs)) = worker::Worker::start(move || {
             let mut ctx = connect(conf)?;
             let srk = objects::create_srk(&mut ctx)?;
             let template = objects::ak_template()?;
@@ -110,9 +118,14 @@ impl TpmRoot {
             let ak = ctx
                 .execute_with_nullauth_session(|ctx| ctx.load(srk, private.clone(), public.clone()))
                 .map_err(tpm_err("loading the attestation key"))?;
-            Ok((TpmState { ctx, srk, ak }, (public, private)))
+            let tls = tls::create(&mut ctx, srk)?;
+            let tls_blobs = tls.clone();
+            Ok((TpmState { ctx, srk, ak, tls }, (public, private, tls_blobs)))
         })?;
         let key = objects::ak_public_key(&public)?;
+        let tls_public = objects::tls_public_key(&tls_blobs.public)?;
+        // No identity is committed yet, so nothing used an older TLS key here.
+        tls::store(state_dir, &tls_blobs, true)?;
         let public_bytes = public
             .marshall()
             .map_err(tpm_err("encoding the attestation key"))?;
@@ -122,11 +135,13 @@ impl TpmRoot {
         if !fs::write_new(state_dir, AK_PUBLIC_FILE, &public_bytes)? {
             return Err(RotError::AlreadyInitialised(state_dir.to_path_buf()));
         }
-        Ok(TpmRoot::assemble(state_dir, tcti, worker, key))
+        Ok(TpmRoot::assemble(state_dir, tcti, worker, key, tls_public))
     }
 
     /// Opens the identity a previous [`TpmRoot::create`] left in `state_dir`,
-    /// loading the attestation key into the TPM reached through `tcti`.
+    /// loading the attestation key and the TLS key into the TPM reached
+    /// through `tcti`. A directory made before the TLS key lived in the TPM
+    /// gets one now (`tls.pub`, `tls.priv`).
     ///
     /// Fails closed: [`RotError::NotInitialised`] without `ak.pub`,
     /// [`RotError::InsecurePermissions`] for an exposed directory or file,
@@ -139,7 +154,7 @@ impl TpmRoot {
         }
         fs::check_private_dir(state_dir)?;
         fs::remove_stale_temps(state_dir)?;
-        let public_bytes = fs::read_private_file(&public_path, MAX_AK_FILE_LEN)?
+        let public_bytes = fs::read_private_file(&public_path, MAX_KEY_FILE_LEN)?
             .ok_or_else(|| fs::corrupt(&public_path, "vanished while opening"))?;
         let public = Public::unmarshall(&public_bytes)
             .map_err(|e| fs::corrupt(&public_path, &e.to_string()))?;
@@ -147,7 +162,7 @@ impl TpmRoot {
             .map_err(|e| fs::corrupt(&public_path, &e.to_string()))?;
         let private_path = state_dir.join(AK_PRIVATE_FILE);
         let private_bytes =
-            fs::read_private_file(&private_path, MAX_AK_FILE_LEN)?.ok_or_else(|| {
+            fs::read_private_file(&private_path, MAX_KEY_FILE_LEN)?.ok_or_else(|| {
                 fs::corrupt(
                     &private_path,
                     "the attestation key's private blob is missing",
@@ -156,7 +171,8 @@ impl TpmRoot {
         let private = Private::try_from(private_bytes.to_vec())
             .map_err(|e| fs::corrupt(&private_path, &e.to_string()))?;
         let conf = parse_tcti(tcti)?;
-        let (worker, ()) = worker::Worker::start(move || {
+        let dir = state_dir.to_path_buf();
+        let (worker, tls_public) = worker::Worker::start(move || {
             let mut ctx = connect(conf)?;
             let srk = objects::create_srk(&mut ctx)?;
             let ak = ctx
@@ -167,9 +183,10 @@ impl TpmRoot {
                         "{e} (was it created by another TPM, or was this TPM cleared?)"
                     ),
                 })?;
-            Ok((TpmState { ctx, srk, ak }, ()))
+            let (tls, tls_public) = tls::open_or_create(&mut ctx, srk, &dir)?;
+            Ok((TpmState { ctx, srk, ak, tls }, tls_public))
         })?;
-        Ok(TpmRoot::assemble(state_dir, tcti, worker, key))
+        Ok(TpmRoot::assemble(state_dir, tcti, worker, key, tls_public))
     }
 
     fn assemble(
@@ -177,6 +194,7 @@ impl TpmRoot {
         tcti: &str,
         worker: worker::Worker<TpmState>,
         public: PublicKey,
+        tls_public: PublicKey,
     ) -> TpmRoot {
         TpmRoot {
             state_dir: state_dir.to_path_buf(),
@@ -184,6 +202,7 @@ impl TpmRoot {
             worker,
             device_id: DeviceId::of(&public),
             public,
+            tls_public,
         }
     }
 
@@ -219,7 +238,7 @@ impl TpmRoot {
     /// and a credential-activation verifier need besides the SPKI).
     pub fn attestation_key_public_area(&self) -> Result<Vec<u8>, RotError> {
         let path = self.state_dir.join(AK_PUBLIC_FILE);
-        fs::read_private_file(&path, MAX_AK_FILE_LEN)?
+        fs::read_private_file(&path, MAX_KEY_FILE_LEN)?
             .map(|bytes| bytes.to_vec())
             .ok_or_else(|| fs::corrupt(&path, "vanished"))
     }
@@ -274,16 +293,7 @@ impl RootOfTrust for TpmRoot {
                 })
                 .map_err(tpm_err("signing"))
         })?;
-        match signature {
-            Signature::EcDsa(sig) => Ok(tpm2_wire::ecdsa_der(
-                sig.signature_r().value(),
-                sig.signature_s().value(),
-            )),
-            _ => Err(RotError::Tpm {
-                operation: "signing",
-                detail: "the TPM did not return an ECDSA signature".into(),
-            }),
-        }
+        tls::signature_der(signature, "signing")
     }
 
     fn extend(&self, register: RegisterIndex, measurement: &Digest) -> Result<Digest, RotError> {
@@ -326,6 +336,21 @@ impl RootOfTrust for TpmRoot {
 
     fn tpm_endorsement(&self) -> Option<&dyn TpmEndorsement> {
         Some(self)
+    }
+
+    fn resident_tls_key(&self) -> Option<&dyn ResidentTlsKey> {
+        Some(self)
+    }
+}
+
+impl ResidentTlsKey for TpmRoot {
+    fn tls_public_key(&self) -> &PublicKey {
+        &self.tls_public
+    }
+
+    fn sign_tls_digest(&self, digest: &Digest) -> Result<Vec<u8>, RotError> {
+        let digest = *digest;
+        self.worker.call(move |s| tls::sign_digest(s, &digest))
     }
 }
 

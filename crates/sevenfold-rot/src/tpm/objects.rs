@@ -1,6 +1,6 @@
 //! The TPM objects the backend creates: the storage root key it derives at
-//! every start, the attestation key (the device key) it creates once and
-//! reloads, and sealed data objects.
+//! every start, the attestation key (the device key) and the TLS key it
+//! creates once and reloads, and sealed data objects.
 //!
 //! Templates follow the TCG's provisioning guidance so that another tool
 //! derives the same storage key: ECC P-256, SHA-256 names, `fixedTPM`,
@@ -34,6 +34,7 @@ pub(super) const ECDSA_SHA256: SignatureScheme = SignatureScheme::EcDsa {
 pub(super) fn create_srk(ctx: &mut Context) -> Result<KeyHandle, RotError> {
     const WHAT: &str = "building the storage key template";
     let attributes = key_attributes()
+        .with_restricted(true)
         .with_decrypt(true)
         .build()
         .map_err(tpm_err(WHAT))?;
@@ -58,10 +59,24 @@ pub(super) fn create_srk(ctx: &mut Context) -> Result<KeyHandle, RotError> {
 /// so no caller can make it sign a forged quote.
 pub(super) fn ak_template() -> Result<Public, RotError> {
     const WHAT: &str = "building the attestation key template";
+    signing_template(true, WHAT)
+}
+
+/// The TLS key's template: an *unrestricted* ECC P-256 ECDSA/SHA-256 signing
+/// key under the SRK that never leaves this TPM (`fixedTPM`, `fixedParent`).
+/// Unrestricted, because it signs TLS handshakes (digests the TPM did not
+/// compute); it is never the device key, so it cannot vouch for a quote.
+pub(super) fn tls_template() -> Result<Public, RotError> {
+    signing_template(false, "building the TLS key template")
+}
+
+/// An ECC P-256 ECDSA/SHA-256 signing key template, `restricted` or not.
+fn signing_template(restricted: bool, what: &'static str) -> Result<Public, RotError> {
     let attributes = key_attributes()
+        .with_restricted(restricted)
         .with_sign_encrypt(true)
         .build()
-        .map_err(tpm_err(WHAT))?;
+        .map_err(tpm_err(what))?;
     let parameters = PublicEccParametersBuilder::new()
         .with_symmetric(SymmetricDefinitionObject::Null)
         .with_ecc_scheme(EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)))
@@ -69,15 +84,15 @@ pub(super) fn ak_template() -> Result<Public, RotError> {
         .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
         .with_is_signing_key(true)
         .with_is_decryption_key(false)
-        .with_restricted(true)
+        .with_restricted(restricted)
         .build()
-        .map_err(tpm_err(WHAT))?;
-    ecc_public(attributes, parameters, WHAT)
+        .map_err(tpm_err(what))?;
+    ecc_public(attributes, parameters, what)
 }
 
-/// Attributes shared by the storage and attestation keys: generated in and
-/// bound to this TPM and this parent, used with the empty password, exempt
-/// from dictionary-attack lockout, and restricted.
+/// Attributes shared by the storage, attestation and TLS keys: generated in
+/// and bound to this TPM and this parent, used with the empty password, and
+/// exempt from dictionary-attack lockout.
 fn key_attributes() -> ObjectAttributesBuilder {
     ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
@@ -85,7 +100,6 @@ fn key_attributes() -> ObjectAttributesBuilder {
         .with_sensitive_data_origin(true)
         .with_user_with_auth(true)
         .with_no_da(true)
-        .with_restricted(true)
 }
 
 /// An ECC key template with SHA-256 names and the given attributes and parameters.
@@ -131,6 +145,22 @@ pub(super) fn sealed_template(policy: Option<TpmDigest>) -> Result<Public, RotEr
 /// a key that is not the restricted P-256 signing key of [`ak_template`]
 /// (a swapped `ak.pub` file must not pass as the device key).
 pub(super) fn ak_public_key(public: &Public) -> Result<PublicKey, RotError> {
+    signing_public_key(public, true, "the attestation key")
+}
+
+/// The TLS key's public half; refuses a key that is not the unrestricted
+/// `fixedTPM` P-256 signing key of [`tls_template`].
+pub(super) fn tls_public_key(public: &Public) -> Result<PublicKey, RotError> {
+    signing_public_key(public, false, "the TLS key")
+}
+
+/// The public half of a P-256 `fixedTPM` signing key whose `restricted`
+/// attribute is as expected; `what` names the key in the error.
+fn signing_public_key(
+    public: &Public,
+    restricted: bool,
+    what: &str,
+) -> Result<PublicKey, RotError> {
     let Public::Ecc {
         object_attributes,
         parameters,
@@ -138,18 +168,23 @@ pub(super) fn ak_public_key(public: &Public) -> Result<PublicKey, RotError> {
         ..
     } = public
     else {
-        return Err(RotError::MalformedKey(
-            "the attestation key is not an ECC key".into(),
-        ));
+        return Err(RotError::MalformedKey(format!("{what} is not an ECC key")));
     };
     if parameters.ecc_curve() != EccCurve::NistP256
-        || !object_attributes.restricted()
+        || object_attributes.restricted() != restricted
         || !object_attributes.sign_encrypt()
+        || object_attributes.decrypt()
         || !object_attributes.fixed_tpm()
+        || !object_attributes.fixed_parent()
     {
-        return Err(RotError::MalformedKey(
-            "the attestation key is not a restricted, fixedTPM P-256 signing key".into(),
-        ));
+        let kind = if restricted {
+            "restricted"
+        } else {
+            "unrestricted"
+        };
+        return Err(RotError::MalformedKey(format!(
+            "{what} is not an {kind}, fixedTPM P-256 signing key"
+        )));
     }
     let spki = tpm2_wire::p256_spki(unique.x().value(), unique.y().value())?;
     PublicKey::from_spki_der(&spki)
