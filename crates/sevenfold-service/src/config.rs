@@ -77,6 +77,10 @@ pub struct ConfigLayer {
     /// Lifetime in seconds of each group's TUF timestamp (re-signed online
     /// at half of it). Short, so a device notices a frozen repository.
     pub tuf_timestamp_ttl_secs: Option<u64>,
+    /// Attestation nonces one client address may ask for per minute. The
+    /// default suits devices that each have their own address; raise it
+    /// when many devices share one (carrier-grade NAT, a fleet simulator).
+    pub nonces_per_source: Option<u32>,
 }
 
 impl ConfigLayer {
@@ -139,6 +143,10 @@ impl ConfigLayer {
                 "SEVENFOLD_TUF_TIMESTAMP_TTL_SECS",
                 get("SEVENFOLD_TUF_TIMESTAMP_TTL_SECS"),
             )?,
+            nonces_per_source: parse(
+                "SEVENFOLD_NONCES_PER_SOURCE",
+                get("SEVENFOLD_NONCES_PER_SOURCE"),
+            )?,
         })
     }
 
@@ -158,6 +166,7 @@ impl ConfigLayer {
             log_format: self.log_format.or(lower.log_format),
             ca_wrap_key: self.ca_wrap_key.or(lower.ca_wrap_key),
             tuf_timestamp_ttl_secs: self.tuf_timestamp_ttl_secs.or(lower.tuf_timestamp_ttl_secs),
+            nonces_per_source: self.nonces_per_source.or(lower.nonces_per_source),
         }
     }
 }
@@ -187,6 +196,8 @@ pub struct ServerConfig {
     pub ca_wrap_key: Option<String>,
     /// Lifetime of TUF timestamps, seconds (default one day).
     pub tuf_timestamp_ttl_secs: u64,
+    /// Attestation nonces per client address per minute (default 300).
+    pub nonces_per_source: u32,
 }
 
 /// Default operator API address.
@@ -249,6 +260,12 @@ impl ServerConfig {
                 64 << 20
             )));
         }
+        let nonces_per_source = merged.nonces_per_source.unwrap_or(300);
+        if !(1..=1_000_000).contains(&nonces_per_source) {
+            return Err(ConfigError::Invalid(format!(
+                "nonces-per-source must be between 1 and 1000000 (got {nonces_per_source})"
+            )));
+        }
         let json_logs = match merged.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -270,6 +287,7 @@ impl ServerConfig {
             json_logs,
             ca_wrap_key: merged.ca_wrap_key,
             tuf_timestamp_ttl_secs: merged.tuf_timestamp_ttl_secs.unwrap_or(86_400).max(1),
+            nonces_per_source,
         })
     }
 }
@@ -308,6 +326,19 @@ mod tests {
         assert!(c.json_logs);
         assert_eq!(c.database, "sqlite:///env/sevenfold.db?mode=rwc");
         assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.nonces_per_source, 300);
+    }
+
+    #[test]
+    fn the_nonce_limit_per_source_can_be_raised_within_bounds() {
+        let file: ConfigLayer = toml::from_str("nonces-per-source = 5000").unwrap();
+        let c = ServerConfig::resolve(ConfigLayer::default(), env(&[]), Some(file)).unwrap();
+        assert_eq!(c.nonces_per_source, 5000);
+        let high = env(&[("SEVENFOLD_NONCES_PER_SOURCE", "100000")]);
+        let c = ServerConfig::resolve(ConfigLayer::default(), high, None).unwrap();
+        assert_eq!(c.nonces_per_source, 100_000);
+        let zero = env(&[("SEVENFOLD_NONCES_PER_SOURCE", "0")]);
+        assert!(ServerConfig::resolve(ConfigLayer::default(), zero, None).is_err());
     }
 
     #[test]

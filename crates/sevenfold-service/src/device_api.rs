@@ -44,8 +44,6 @@ use crate::store::{now_millis, NewNonce, RateLimit, StoreError};
 const NONCE_TTL_MS: i64 = 60_000;
 /// Rate-limit window.
 const WINDOW_MS: i64 = 60_000;
-/// Nonces per client address per window.
-pub(crate) const NONCES_PER_SOURCE: i64 = 300;
 /// Nonces per device ID per window.
 pub(crate) const NONCES_PER_DEVICE: i64 = 20;
 /// Refused attestations stored per client address per window (past it the
@@ -137,7 +135,10 @@ async fn nonce(
         .map_err(|_| ApiError::Internal("random number generator failed".into()))?;
     let nonce = hex::encode(bytes);
     let limits = [
-        rate_limit(format!("nonce-source:{source}"), NONCES_PER_SOURCE),
+        rate_limit(
+            format!("nonce-source:{source}"),
+            i64::from(state.config.nonces_per_source),
+        ),
         rate_limit(format!("nonce-device:{device}"), NONCES_PER_DEVICE),
     ];
     state
