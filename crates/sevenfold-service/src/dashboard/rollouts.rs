@@ -162,6 +162,7 @@ pub(crate) async fn deployment(
             ProgressState::Downloading => {}
         }
     }
+    let (installed, failed) = (thin(installed), thin(failed));
     let end = reports
         .last()
         .map_or(now, |r| r.updated_at)
@@ -245,6 +246,26 @@ pub(crate) async fn deployment(
     Ok(layout::page(&session, &tenant, &name, Section::Rollouts, &title, body).into_response())
 }
 
+/// Most steps drawn per line: a chart is 1000 units wide, so more would
+/// only make the page heavier (a 10 000-device rollout would draw 10 000).
+const MAX_STEPS: usize = 250;
+
+/// At most [`MAX_STEPS`] points of a cumulative series, evenly taken, the
+/// last one always kept.
+fn thin(points: Vec<(i64, u64)>) -> Vec<(i64, u64)> {
+    if points.len() <= MAX_STEPS {
+        return points;
+    }
+    let every = points.len().div_ceil(MAX_STEPS);
+    let last = points.len() - 1;
+    points
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == every - 1 || *i == last)
+        .map(|(_, p)| p)
+        .collect()
+}
+
 #[derive(Deserialize)]
 pub(crate) struct ActionForm {
     csrf: String,
@@ -275,4 +296,20 @@ pub(crate) async fn act(
         }
     }
     Ok(Redirect::to(&format!("/ui/t/{tenant}/deployments/{id}")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_series_is_thinned_and_keeps_its_end() {
+        let long: Vec<(i64, u64)> = (1..=10_000).map(|i| (i, i as u64)).collect();
+        let thinned = thin(long);
+        assert!(thinned.len() <= MAX_STEPS, "{}", thinned.len());
+        assert_eq!(thinned.last(), Some(&(10_000, 10_000)));
+        assert!(thinned.windows(2).all(|w| w[0].0 < w[1].0));
+        let short = vec![(1, 1), (2, 2)];
+        assert_eq!(thin(short.clone()), short);
+    }
 }

@@ -442,6 +442,46 @@ impl Store {
     }
 
     /// Every device id in a group (for rollout membership), in id order.
+    /// A deployment's reports counted by state, and how many of the
+    /// group's devices have not reported: the whole-group rollout's summary
+    /// in two aggregate queries, without reading a row per device.
+    pub async fn deployment_counts(
+        &self,
+        tenant_id: &str,
+        deployment_id: &str,
+        group_id: &str,
+    ) -> Result<(Vec<(ProgressState, u64)>, u64), StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM deployment_devices \
+             WHERE tenant_id = $1 AND deployment_id = $2 GROUP BY state",
+        )
+        .bind(tenant_id)
+        .bind(deployment_id)
+        .fetch_all(self.pool())
+        .await?;
+        let by_state = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    col_enum(row, "state", ProgressState::parse)?,
+                    super::to_count(col(row, "n")?)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM devices d WHERE d.tenant_id = $1 AND d.group_id = $3 \
+             AND NOT EXISTS (SELECT 1 FROM deployment_devices p \
+                             WHERE p.deployment_id = $2 AND p.device_id = d.id)",
+        )
+        .bind(tenant_id)
+        .bind(deployment_id)
+        .bind(group_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((by_state, super::to_count(pending)?))
+    }
+
+    /// The IDs of a group's devices, in order.
     pub async fn group_device_ids(
         &self,
         tenant_id: &str,

@@ -167,12 +167,14 @@ impl Store {
             by_last_seen: LastSeen::ALL.into_iter().map(|s| (s, 0)).collect(),
             ..FleetSummary::default()
         };
+        // One pass over the tenant's devices, grouped by everything the
+        // overview counts: the groups are few (states × buckets × versions).
         let sql = format!(
             "SELECT {STATE_CASE} AS state, \
              CASE WHEN d.last_seen IS NULL THEN 'never' WHEN d.last_seen >= $2 - $3 THEN 'last hour' \
              WHEN d.last_seen >= $2 - $4 THEN 'last day' WHEN d.last_seen >= $2 - $5 THEN 'last week' \
-             ELSE 'longer ago' END AS seen, COUNT(*) AS n \
-             FROM devices d WHERE d.tenant_id = $1 GROUP BY 1, 2"
+             ELSE 'longer ago' END AS seen, d.runtime_version AS runtime, d.app_versions AS apps, \
+             COUNT(*) AS n FROM devices d WHERE d.tenant_id = $1 GROUP BY 1, 2, 3, 4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
@@ -182,6 +184,8 @@ impl Store {
             .bind(7 * 24 * HOUR_MS)
             .fetch_all(self.pool())
             .await?;
+        let mut runtimes: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        let mut apps: BTreeMap<(String, String), u64> = BTreeMap::new();
         for row in &rows {
             let n = count(row)?;
             let state = col_enum(row, "state", FleetState::parse)?;
@@ -191,40 +195,22 @@ impl Store {
             summary.total += n;
             *summary.by_state.entry(state).or_default() += n;
             *summary.by_last_seen.entry(seen).or_default() += n;
-        }
-        let rows = sqlx::query(
-            "SELECT runtime_version, COUNT(*) AS n FROM devices WHERE tenant_id = $1 \
-             GROUP BY runtime_version ORDER BY n DESC, runtime_version LIMIT 50",
-        )
-        .bind(tenant_id)
-        .fetch_all(self.pool())
-        .await?;
-        for row in &rows {
-            summary
-                .runtimes
-                .push((col(row, "runtime_version")?, count(row)?));
-        }
-        // Few distinct application sets even in a large fleet: split them
-        // into per-application counts here.
-        let rows = sqlx::query(
-            "SELECT app_versions, COUNT(*) AS n FROM devices \
-             WHERE tenant_id = $1 AND app_versions IS NOT NULL AND app_versions <> '' \
-             GROUP BY app_versions ORDER BY n DESC LIMIT 1000",
-        )
-        .bind(tenant_id)
-        .fetch_all(self.pool())
-        .await?;
-        let mut apps: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for row in &rows {
-            let set: String = col(row, "app_versions")?;
-            let n = count(row)?;
-            for app in set.split(", ") {
+            *runtimes.entry(col(row, "runtime")?).or_default() += n;
+            let set: Option<String> = col(row, "apps")?;
+            for app in set
+                .iter()
+                .flat_map(|s| s.split(", "))
+                .filter(|a| !a.is_empty())
+            {
                 let (name, version) = app.rsplit_once(' ').unwrap_or((app, ""));
                 *apps
                     .entry((name.to_owned(), version.to_owned()))
                     .or_default() += n;
             }
         }
+        let mut runtimes: Vec<_> = runtimes.into_iter().collect();
+        runtimes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        summary.runtimes = runtimes;
         let mut apps: Vec<_> = apps.into_iter().map(|((a, v), n)| (a, v, n)).collect();
         apps.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         summary.apps = apps;

@@ -16,6 +16,27 @@ pub(crate) async fn summarize(
     deployment: &Deployment,
     with_devices: bool,
 ) -> Result<DeploymentInfo, UpdateError> {
+    // The whole group targeted and no rows wanted: count in the database.
+    if !with_devices && deployment.percent >= 100 {
+        let (by_state, pending) = store
+            .deployment_counts(&deployment.tenant_id, &deployment.id, &deployment.group_id)
+            .await?;
+        let mut counts = ProgressCounts {
+            pending,
+            targeted: pending,
+            ..ProgressCounts::default()
+        };
+        for (state, n) in by_state {
+            counts.targeted += n;
+            *match state {
+                ProgressState::Downloading => &mut counts.downloading,
+                ProgressState::Installed => &mut counts.installed,
+                ProgressState::Failed => &mut counts.failed,
+                ProgressState::RolledBack => &mut counts.rolled_back,
+            } += n;
+        }
+        return info(store, deployment, counts, Vec::new()).await;
+    }
     let reports = store
         .deployment_progress(&deployment.tenant_id, &deployment.id)
         .await?;
@@ -58,6 +79,21 @@ pub(crate) async fn summarize(
         });
     }
     devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    info(
+        store,
+        deployment,
+        counts,
+        if with_devices { devices } else { Vec::new() },
+    )
+    .await
+}
+
+async fn info(
+    store: &Store,
+    deployment: &Deployment,
+    counts: ProgressCounts,
+    devices: Vec<DeviceProgressInfo>,
+) -> Result<DeploymentInfo, UpdateError> {
     let images = store
         .deployment_images(&deployment.tenant_id, &deployment.id)
         .await?
@@ -86,7 +122,7 @@ pub(crate) async fn summarize(
         created_at: timestamp(deployment.created_at),
         counts,
         awaiting_targets_signature,
-        devices: if with_devices { devices } else { Vec::new() },
+        devices,
     })
 }
 
