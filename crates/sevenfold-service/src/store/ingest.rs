@@ -175,6 +175,8 @@ impl Store {
             t.versions.insert(&r.component_version);
             *t.days.entry(r.at.div_euclid(super::DAY_MS)).or_default() += 1;
         }
+        // Every problem's per-day counts of the batch, written in one statement.
+        let mut day_counts: Vec<(&str, i64, i64)> = Vec::new();
         for (signature, (id, created)) in &problems {
             let Some(tally) = tallies.get(signature) else {
                 if *created {
@@ -187,6 +189,7 @@ impl Store {
                 continue;
             };
             let regression = count_into(&mut tx, id, tally).await?;
+            day_counts.extend(tally.days.iter().map(|(day, n)| (id.as_str(), *day, *n)));
             if *created {
                 outcome.events.push((ProblemEvent::NewProblem, id.clone()));
             } else if regression {
@@ -200,6 +203,7 @@ impl Store {
                 }
             }
         }
+        super::fleet::count_problem_days(&mut tx, &day_counts).await?;
         for (event, problem_id) in &outcome.events {
             let problem = problem_in(&mut tx, tenant_id, problem_id).await?;
             super::webhooks::enqueue(&mut tx, tenant_id, *event, &problem, now).await?;
@@ -266,7 +270,6 @@ async fn count_into(
     .bind(latest.map(|(_, record)| record.to_owned()))
     .execute(&mut *conn)
     .await?;
-    super::fleet::count_problem_days(conn, id, &tally.days).await?;
     for (table, column, members) in [
         ("problem_devices", "device_id", &tally.devices),
         ("problem_versions", "version", &tally.versions),
