@@ -44,7 +44,15 @@ impl PendingBlob {
         self.written == 0
     }
 
-    /// Where the temporary file is (to read it back for verification).
+    /// Waits until every byte written is in the file. tokio's `File`
+    /// finishes writes in the background: without this, reading the file
+    /// back (verification) can see less than was written.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.file.flush().await
+    }
+
+    /// Where the temporary file is (to read it back for verification,
+    /// after [`PendingBlob::flush`]).
     pub fn path(&self) -> &Path {
         &self.path
     }

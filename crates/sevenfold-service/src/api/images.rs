@@ -225,6 +225,10 @@ pub(crate) async fn upload_image(
         .filter(|k| k.revoked_at.is_none())
         .filter_map(|k| PublicKey::from_spki_der(&k.spki_der).ok())
         .collect();
+    if let Err(e) = pending.flush().await {
+        state.blobs.abort(pending).await;
+        return Err(ApiError::Internal(format!("cannot write blob: {e}")));
+    }
     let path = pending.path().to_path_buf();
     let limits = Limits {
         max_payload_len: max,
