@@ -48,6 +48,7 @@ mod tenant_ca;
 mod tls;
 pub mod updates;
 
+pub use api::ReportEncoder;
 pub use server::ServerError;
 
 /// The OpenAPI document of the operator API, as JSON.

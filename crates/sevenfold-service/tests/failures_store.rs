@@ -5,11 +5,28 @@
 mod common;
 
 use sevenfold_service::store::{
-    AttestationRecord, NewReport, ProblemEvent, ProblemKey, Store, VerdictWrite, WebhookRecord,
-    REPORT_CHUNK,
+    AttestationRecord, NewReport, ProblemEvent, ProblemKey, ReportRow, Store, VerdictWrite,
+    WebhookRecord, REPORT_CHUNK,
 };
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The export's rows (each encoded as a JSON line and read back) and the
+/// number of buffers they came in.
+async fn export(store: &Store, tenant: &str, group: Option<&str>) -> (Vec<ReportRow>, usize) {
+    let mut buffers = store.report_export(tenant, 0, group, |row, out| {
+        out.push_str(&serde_json::to_string(&row.to_row()).unwrap());
+        out.push('\n');
+    });
+    let (mut rows, mut count) = (Vec::new(), 0);
+    while let Some(buffer) = buffers.recv().await {
+        count += 1;
+        for line in buffer.unwrap().lines() {
+            rows.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    (rows, count)
+}
 
 fn report(device: &str, record: &str, version: &str, at: i64) -> NewReport {
     NewReport {
@@ -136,11 +153,7 @@ async fn resent_records_are_stored_once_and_grouped_across_devices() {
             .unwrap();
         assert_eq!(rows.len(), 7, "the 5 failures and the 2 later ones");
         // The export streams the same rows, in the same order.
-        let mut exported = Vec::new();
-        let mut chunks = store.report_export(&tenant, 0, None);
-        while let Some(chunk) = chunks.recv().await {
-            exported.extend(chunk.unwrap());
-        }
+        let (exported, _) = export(&store, &tenant, None).await;
         assert_eq!(exported, rows);
         assert!(rows
             .iter()
@@ -474,22 +487,20 @@ async fn the_export_is_the_whole_report_in_chunks_in_report_order() {
                 break;
             }
         }
-        let mut exported = Vec::new();
-        let mut chunks = store.report_export(&tenant, 0, None);
-        let mut count = 0;
-        while let Some(chunk) = chunks.recv().await {
-            exported.extend(chunk.unwrap());
-            count += 1;
-        }
+        let (exported, buffers) = export(&store, &tenant, None).await;
         assert_eq!(paged.len(), total);
-        assert_eq!(count, 2);
+        assert!(buffers > 1, "sent as it is read, in {buffers} buffer(s)");
         assert!(
             exported == paged,
             "the export differs from the paged report"
         );
-        // Nothing for another tenant.
+        // Nothing for another tenant, or for a group none of the devices is in.
         let other = store.create_tenant("u").await.unwrap().id;
-        assert!(store.report_export(&other, 0, None).recv().await.is_none());
+        assert_eq!(export(&store, &other, None).await, (Vec::new(), 0));
+        assert_eq!(
+            export(&store, &tenant, Some("no-such-group")).await,
+            (Vec::new(), 0)
+        );
     })
     .await;
 }

@@ -48,32 +48,42 @@ impl ErrorReportRow {
     /// comma, quote or line break quoted, lines ending in CRLF), in the
     /// order of [`ErrorReportRow::CSV_HEADER`].
     pub fn write_csv(&self, out: &mut String) {
-        let fields = [
-            self.at.as_str(),
-            &self.received_at,
-            &self.device_id,
-            self.group_id.as_deref().unwrap_or(""),
-            &self.component_id,
-            &self.component_version,
-            &self.kind,
-            &self.reason,
-            self.problem_id.as_deref().unwrap_or(""),
-            &self.record_id,
-        ];
-        for (i, field) in fields.into_iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            if field.contains([',', '"', '\n', '\r']) {
-                out.push('"');
-                out.push_str(&field.replace('"', "\"\""));
-                out.push('"');
-            } else {
-                out.push_str(field);
-            }
-        }
-        out.push_str("\r\n");
+        write_csv_record(
+            out,
+            &[
+                self.at.as_str(),
+                &self.received_at,
+                &self.device_id,
+                self.group_id.as_deref().unwrap_or(""),
+                &self.component_id,
+                &self.component_version,
+                &self.kind,
+                &self.reason,
+                self.problem_id.as_deref().unwrap_or(""),
+                &self.record_id,
+            ],
+        );
     }
+}
+
+/// Appends one CSV record to `out` (RFC 4180: a field with a comma, quote
+/// or line break is quoted, quotes doubled; the line ends in CRLF). The one
+/// encoding of [`ErrorReportRow::write_csv`] and of the server's export,
+/// which writes rows it has not copied into an [`ErrorReportRow`].
+pub fn write_csv_record(out: &mut String, fields: &[&str]) {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if field.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(field);
+        }
+    }
+    out.push_str("\r\n");
 }
 
 /// Path of the whole error report as one streamed download, below the

@@ -20,9 +20,9 @@ mod record;
 mod tests;
 
 pub use api::{
-    CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, Occurrence, ProblemDetail,
-    ProblemInfo, ProblemPage, ResolveProblem, WebhookCreated, WebhookInfo, ERROR_REPORT_EXPORT,
-    WEBHOOK_EVENTS,
+    write_csv_record, CreateWebhook, ErrorReportPage, ErrorReportRow, FailureSettings, Occurrence,
+    ProblemDetail, ProblemInfo, ProblemPage, ResolveProblem, WebhookCreated, WebhookInfo,
+    ERROR_REPORT_EXPORT, WEBHOOK_EVENTS,
 };
 pub use record::{
     FailureKind, FailureRecord, RecordId, ReportAck, ReportBatch, ReportError, MAX_BATCH_LEN,

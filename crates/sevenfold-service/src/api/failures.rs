@@ -1,10 +1,8 @@
 //! Failure reporting for operators: the error report, problems (list, show,
 //! resolve), the retention setting and webhooks.
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use sevenfold_core::report::{
@@ -17,9 +15,7 @@ use super::extract::JsonBody;
 use super::{timestamp, AppState};
 use crate::auth::{Access, Operator};
 use crate::failures::{sync_attestation_failures, webhook};
-use crate::store::{now_millis, AuditOutcome, ProblemRecord, ReportRow, WebhookRecord};
-
-const DAY_MS: i64 = 86_400_000;
+use crate::store::{now_millis, AuditOutcome, ProblemRecord, ReportRow, WebhookRecord, DAY_MS};
 
 /// Query of the error report.
 #[derive(Debug, Deserialize)]
@@ -114,89 +110,7 @@ fn report_row(r: ReportRow) -> ErrorReportRow {
     }
 }
 
-/// Query of the error report export.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExportQuery {
-    days: Option<u32>,
-    group: Option<String>,
-    format: Option<String>,
-}
-
-/// The whole error report in one download, streamed as the database reads
-/// it (no paging, no row cap): CSV with a header row, or NDJSON (one row
-/// object per line). Newest first. A failure part-way aborts the transfer,
-/// so a cut-short report never looks complete.
-#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/error-report/export", tag = "failures",
-    params(
-        ("days" = Option<u32>, Query, description = "how far back, 1 to 3650 (default 14)"),
-        ("group" = Option<String>, Query, description = "only devices in this device group (ID)"),
-        ("format" = Option<String>, Query, description = "csv (default) or ndjson"),
-    ),
-    responses((status = 200, description = "text/csv or application/x-ndjson, streamed")))]
-pub(crate) async fn export_report(
-    State(state): State<AppState>,
-    operator: Operator,
-    Path(tenant): Path<String>,
-    Query(query): Query<ExportQuery>,
-) -> Result<Response, ApiError> {
-    operator
-        .authorize(&state, &tenant, Access::Read, "error-report", &tenant)
-        .await?;
-    let days = report_days(query.days)?;
-    let csv = match query.format.as_deref() {
-        None | Some("csv") => true,
-        Some("ndjson") => false,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "format must be csv or ndjson, not {other:?}"
-            )))
-        }
-    };
-    let now = now_millis();
-    sync_attestation_failures(&state.store, now).await?;
-    let rows = state.store.report_export(
-        &tenant,
-        now - i64::from(days) * DAY_MS,
-        query.group.as_deref(),
-    );
-    let header = csv.then(|| Bytes::from_static(ErrorReportRow::CSV_HEADER.as_bytes()));
-    let body = futures_util::stream::unfold((rows, header), move |(mut rows, header)| async move {
-        if let Some(header) = header {
-            return Some((Ok(header), (rows, None)));
-        }
-        let chunk = match rows.recv().await? {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                tracing::error!(error = %e, "error report export failed part-way");
-                return Some((Err(e), (rows, None)));
-            }
-        };
-        let mut out = String::with_capacity(chunk.len() * 256);
-        for row in chunk.into_iter().map(report_row) {
-            if csv {
-                row.write_csv(&mut out);
-            } else {
-                // A row of strings always serialises.
-                out.push_str(&serde_json::to_string(&row).unwrap_or_default());
-                out.push('\n');
-            }
-        }
-        Some((Ok(Bytes::from(out)), (rows, None)))
-    });
-    let content_type = if csv {
-        "text/csv; charset=utf-8"
-    } else {
-        "application/x-ndjson"
-    };
-    Ok((
-        [(header::CONTENT_TYPE, content_type)],
-        Body::from_stream(body),
-    )
-        .into_response())
-}
-
-fn report_days(days: Option<u32>) -> Result<u32, ApiError> {
+pub(super) fn report_days(days: Option<u32>) -> Result<u32, ApiError> {
     let days = days.unwrap_or(14);
     if !(1..=3650).contains(&days) {
         return Err(ApiError::BadRequest(

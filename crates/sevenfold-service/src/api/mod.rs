@@ -18,8 +18,11 @@ pub(crate) mod failures;
 pub(crate) mod identity;
 mod images;
 mod products;
+mod report_export;
 mod tenants;
 mod tuf;
+
+pub use report_export::ReportEncoder;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -209,7 +212,7 @@ pub(crate) fn timestamp(ms: i64) -> String {
         deployments::resume_deployment,
         deployments::cancel_deployment,
         failures::error_report,
-        failures::export_report,
+        report_export::export_report,
         failures::list_problems,
         failures::show_problem,
         failures::resolve_problem,
@@ -367,7 +370,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(&format!("{t}/error-report"), get(failures::error_report))
         .route(
             &format!("{t}/error-report/export"),
-            get(failures::export_report),
+            get(report_export::export_report),
         )
         .route(&format!("{t}/problems"), get(failures::list_problems))
         .route(

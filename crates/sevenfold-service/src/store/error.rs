@@ -41,6 +41,9 @@ pub enum StoreError {
     /// The schema migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The error report export's own SQLite reader failed.
+    #[error("error report export: {0}")]
+    Export(String),
     /// A stored row does not decode into its type: the database holds data
     /// this version of the service did not write.
     #[error("stored data is corrupt: {0}")]

@@ -4,10 +4,9 @@
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use tokio::sync::mpsc;
 
 use super::error::StoreError;
-use super::{col, to_count, Backend, Store};
+use super::{col, to_count, Store};
 
 /// Default retention of failure reports, in days.
 pub const DEFAULT_RETENTION_DAYS: u32 = 14;
@@ -118,7 +117,7 @@ pub struct IngestOutcome {
 /// Its fields are in the order of the report query's columns: the packed
 /// form of a row (a JSON array of those columns) deserialises into it
 /// directly.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReportRow {
     /// Device.
     pub device_id: String,
@@ -191,7 +190,6 @@ impl Store {
             group.is_some(),
             after.is_some(),
             true,
-            false,
         )))
         .bind(tenant_id.to_owned())
         .bind(since);
@@ -203,90 +201,6 @@ impl Store {
         }
         let rows = query.bind(limit).fetch_all(self.pool()).await?;
         rows.iter().map(report_row).collect()
-    }
-
-    /// The whole error report (as [`Store::report_page`] pages it), in
-    /// chunks of [`REPORT_CHUNK`] rows, so a report of millions of rows is
-    /// never held in memory. Each chunk is one keyset-paged query; on SQLite
-    /// the database packs its rows into a single text (JSON arrays joined by
-    /// newlines, in report order), so the driver moves one value per chunk
-    /// instead of ten per row, which was most of the cost of reading a
-    /// large report. A task reads a few chunks ahead; dropping the receiver stops
-    /// it. An error ends the stream.
-    pub fn report_export(
-        &self,
-        tenant_id: &str,
-        since: i64,
-        group: Option<&str>,
-    ) -> mpsc::Receiver<Result<Vec<ReportRow>, StoreError>> {
-        let (tx, rx) = mpsc::channel(2);
-        let store = self.clone();
-        let (tenant_id, group) = (tenant_id.to_owned(), group.map(str::to_owned));
-        tokio::spawn(async move {
-            let mut after: Option<ReportCursor> = None;
-            loop {
-                let chunk = store
-                    .report_chunk(&tenant_id, since, group.as_deref(), after.as_ref())
-                    .await;
-                let last = match &chunk {
-                    Ok(rows) if rows.len() == REPORT_CHUNK => rows
-                        .last()
-                        .map(|r| (r.received_at, r.device_id.clone(), r.record_id.clone())),
-                    _ => None,
-                };
-                let empty = chunk.as_ref().is_ok_and(Vec::is_empty);
-                if empty || tx.send(chunk).await.is_err() {
-                    return;
-                }
-                match last {
-                    Some(cursor) => after = Some(cursor),
-                    None => return,
-                }
-            }
-        });
-        rx
-    }
-
-    /// One chunk of [`Store::report_export`]: up to [`REPORT_CHUNK`] rows
-    /// after `after`, packed by the database into one text.
-    async fn report_chunk(
-        &self,
-        tenant_id: &str,
-        since: i64,
-        group: Option<&str>,
-        after: Option<&ReportCursor>,
-    ) -> Result<Vec<ReportRow>, StoreError> {
-        if self.backend() == Backend::Postgres {
-            // PostgreSQL's driver moves rows cheaply, and packing them there
-            // measured slower (5.2 s against 4.2 s for a million rows).
-            return self
-                .report_page(tenant_id, since, group, after, REPORT_CHUNK as u32)
-                .await;
-        }
-        let rows = report_sql(group.is_some(), after.is_some(), true, true);
-        let sql = format!(
-            "SELECT group_concat(line, char(10) ORDER BY k1 DESC, k2 DESC, k3 DESC) \
-             FROM ({rows}) AS page"
-        );
-        let mut query = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql))
-            .bind(tenant_id.to_owned())
-            .bind(since);
-        if let Some(group) = group {
-            query = query.bind(group.to_owned());
-        }
-        if let Some((at, device, record)) = after {
-            query = query.bind(*at).bind(device.clone()).bind(record.clone());
-        }
-        let packed = query
-            .bind(REPORT_CHUNK as i64)
-            .fetch_one(self.pool())
-            .await?;
-        packed
-            .as_deref()
-            .unwrap_or("")
-            .lines()
-            .map(unpack_report_row)
-            .collect()
     }
 
     /// The latest occurrence of a problem of `tenant_id`, if it is still
@@ -581,33 +495,25 @@ pub(super) async fn problem_in(
     problem_from_row(&row)
 }
 
-/// Rows per chunk of [`Store::report_export`].
+/// Rows per keyset-paged query of [`Store::report_export`] on PostgreSQL.
 pub const REPORT_CHUNK: usize = 10_000;
 
-/// The error report's query. Assembled from fixed pieces so that each shape
-/// gets a plan that walks the (tenant_id, received_at, device_id, record_id)
-/// index backwards; the keyset is a row-value comparison, which both
-/// PostgreSQL and SQLite match against that index. Parameters: $1 tenant,
-/// $2 since, then the group, the keyset (3) and the limit, each if asked for.
-///
-/// `packed` (SQLite): each row as one JSON array text, `line` (read by
-/// `unpack_report_row`), beside its sort keys `k1`, `k2`, `k3`.
 /// The columns of one report row over `failure_reports r` joined with
 /// `devices d`. Their order is what [`report_row`] reads and
 /// [`ReportRow`]'s field order.
 pub(super) const REPORT_COLUMNS: &str = "r.device_id, r.record_id, d.group_id, r.at, \
     r.received_at, r.component_id, r.component_version, r.kind, r.reason, r.problem_id";
 
-fn report_sql(group: bool, keyset: bool, limit: bool, packed: bool) -> String {
-    const COLUMNS: &str = REPORT_COLUMNS;
-    const KEYS: &str = "r.received_at AS k1, r.device_id AS k2, r.record_id AS k3";
-    let select = if packed {
-        format!("json_array({COLUMNS}) AS line, {KEYS}")
-    } else {
-        COLUMNS.to_owned()
-    };
+/// The error report's query. Assembled from fixed pieces so that each shape
+/// gets a plan that walks the report's order: on SQLite the table itself is
+/// stored clustered by (tenant_id, received_at, device_id, record_id)
+/// (migration 0011), on PostgreSQL the index of those columns is walked
+/// backwards; the keyset is a row-value comparison, which both match against
+/// that order. Parameters: $1 tenant, $2 since, then the group, the keyset
+/// (3) and the limit, each if asked for.
+pub(super) fn report_sql(group: bool, keyset: bool, limit: bool) -> String {
     let mut sql = format!(
-        "SELECT {select} FROM failure_reports r LEFT JOIN devices d \
+        "SELECT {REPORT_COLUMNS} FROM failure_reports r LEFT JOIN devices d \
          ON d.id = r.device_id AND d.tenant_id = r.tenant_id \
          WHERE r.tenant_id = $1 AND r.received_at >= $2 AND r.kind <> 'heartbeat'"
     );
@@ -653,10 +559,4 @@ pub(super) fn report_row(row: &AnyRow) -> Result<ReportRow, StoreError> {
         reason: at(row, 8)?,
         problem_id: at(row, 9)?,
     })
-}
-
-/// One row of [`report_sql`] in its packed form: a JSON array in column
-/// order, which is [`ReportRow`]'s field order.
-fn unpack_report_row(text: &str) -> Result<ReportRow, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("error report row: {e}")))
 }

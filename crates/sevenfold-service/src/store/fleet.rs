@@ -423,18 +423,16 @@ pub(super) async fn record_latest_verdict(
 /// is a target; a statement per problem cost it a tenth).
 pub(super) async fn count_problem_days(
     conn: &mut AnyConnection,
+    backend: super::Backend,
     counts: &[(&str, i64, i64)],
 ) -> Result<(), StoreError> {
     // Three binds per row; well under both databases' bind limits.
     for chunk in counts.chunks(300) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3))
-            .collect();
         let sql = format!(
             "INSERT INTO problem_days (problem_id, day, occurrences) VALUES {} \
              ON CONFLICT (problem_id, day) DO UPDATE \
              SET occurrences = problem_days.occurrences + excluded.occurrences",
-            values.join(", ")
+            super::values_list(backend, chunk.len(), 3)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (problem, day, n) in chunk {

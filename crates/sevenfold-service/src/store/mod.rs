@@ -60,6 +60,7 @@ mod images;
 mod ingest;
 mod model;
 mod products;
+mod report_export;
 mod tenants;
 mod tpm;
 mod tuf;
@@ -96,6 +97,7 @@ pub use model::{
     TransferStatus, UpdatePolicy, User,
 };
 pub use products::DEFAULT_GROUPS;
+pub use report_export::ReportRowRef;
 pub use tpm::{CredentialChallenge, TpmBinding};
 pub use tuf::{TufKeyRecord, TufMetadataRecord};
 pub use webhooks::{DueDelivery, WebhookRecord, MAX_ATTEMPTS};
@@ -103,50 +105,79 @@ pub use webhooks::{DueDelivery, WebhookRecord, MAX_ATTEMPTS};
 /// A day in unix milliseconds.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
+/// A migration's SQL: one file for both back-ends (`NNNN_name.sql`), or one
+/// per back-end (`NNNN_name.sqlite.sql`, `NNNN_name.postgres.sql`) where
+/// what is best differs between them (a database only ever sees its own).
+enum MigrationSql {
+    Both(&'static str),
+    PerBackend {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+impl MigrationSql {
+    fn for_backend(&self, backend: Backend) -> &'static str {
+        match (self, backend) {
+            (MigrationSql::Both(sql), _) => sql,
+            (MigrationSql::PerBackend { sqlite, .. }, Backend::Sqlite) => sqlite,
+            (MigrationSql::PerBackend { postgres, .. }, Backend::Postgres) => postgres,
+        }
+    }
+}
+
 /// The schema migrations, in order: (version, description, SQL). Embedded
-/// with `include_str!`; a new `migrations/NNNN_name.sql` must be added here
+/// with `include_str!`; a new file in `migrations/` must be added here
 /// too (a unit test checks the two agree). Never edit an applied migration:
 /// the migrator records each one's checksum and refuses a changed file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
     (
         1,
         "initial",
-        include_str!("../../migrations/0001_initial.sql"),
+        MigrationSql::Both(include_str!("../../migrations/0001_initial.sql")),
     ),
     (
         2,
         "attestation",
-        include_str!("../../migrations/0002_attestation.sql"),
+        MigrationSql::Both(include_str!("../../migrations/0002_attestation.sql")),
     ),
     (
         3,
         "updates",
-        include_str!("../../migrations/0003_updates.sql"),
+        MigrationSql::Both(include_str!("../../migrations/0003_updates.sql")),
     ),
     (
         4,
         "failures",
-        include_str!("../../migrations/0004_failures.sql"),
+        MigrationSql::Both(include_str!("../../migrations/0004_failures.sql")),
     ),
     (
         5,
         "deltas_windows",
-        include_str!("../../migrations/0005_deltas_windows.sql"),
+        MigrationSql::Both(include_str!("../../migrations/0005_deltas_windows.sql")),
     ),
     (
         6,
         "crash_details",
-        include_str!("../../migrations/0006_crash_details.sql"),
+        MigrationSql::Both(include_str!("../../migrations/0006_crash_details.sql")),
     ),
     (
         7,
         "tpm_credentials",
-        include_str!("../../migrations/0007_tpm_credentials.sql"),
+        MigrationSql::Both(include_str!("../../migrations/0007_tpm_credentials.sql")),
     ),
     (
         9,
         "fleet_view",
-        include_str!("../../migrations/0009_fleet_view.sql"),
+        MigrationSql::Both(include_str!("../../migrations/0009_fleet_view.sql")),
+    ),
+    (
+        11,
+        "report_order",
+        MigrationSql::PerBackend {
+            sqlite: include_str!("../../migrations/0011_report_order.sqlite.sql"),
+            postgres: include_str!("../../migrations/0011_report_order.postgres.sql"),
+        },
     ),
 ];
 
@@ -195,6 +226,9 @@ pub struct Store {
     /// SQLite only: connections whose commits do not wait for the disk
     /// (see [`Store::begin_write_relaxed`]).
     relaxed: Option<AnyPool>,
+    /// SQLite only: the database as an SQLite URI, for readers of their own
+    /// (see `report_export`).
+    sqlite_uri: Option<Arc<str>>,
 }
 
 impl Store {
@@ -238,11 +272,13 @@ impl Store {
             ),
             Backend::Postgres => (None, None),
         };
+        let sqlite_uri = (backend == Backend::Sqlite).then(|| sqlite_uri(&url).into());
         let store = Store {
             pool,
             backend,
             write_gate,
             relaxed,
+            sqlite_uri,
         };
         store.migrate().await?;
         tracing::debug!(backend = backend.as_str(), "store connected and migrated");
@@ -264,27 +300,18 @@ impl Store {
 
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|(version, description, sql)| {
-                Migration::new(
-                    *version,
-                    Cow::Borrowed(*description),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect();
-        Migrator::with_migrations(migrations)
-            .run(&self.pool)
-            .await?;
+        migrator(self.backend, i64::MAX).run(&self.pool).await?;
         Ok(())
     }
 
     /// Which database this store is on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// SQLite only: the database as a URI that `sqlite3_open_v2` reads.
+    fn sqlite_uri(&self) -> Option<String> {
+        self.sqlite_uri.as_deref().map(str::to_owned)
     }
 
     /// Checks the database answers (for readiness probes).
@@ -452,6 +479,72 @@ fn sqlite_connect_url(url: &str) -> String {
     format!("{url}{sep}mode=rwc")
 }
 
+/// The migrator of [`MIGRATIONS`] up to version `up_to`, in `backend`'s SQL.
+fn migrator(backend: Backend, up_to: i64) -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .filter(|(version, _, _)| *version <= up_to)
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                sql.for_backend(backend).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// The SQLite URI (`file:PATH?mode=ro`, or the shared in-memory database
+/// as named) of a connect URL made by [`sqlite_connect_url`], for a reader
+/// that opens the same database with SQLite's own URI rules (the path stays
+/// percent-encoded as the driver's URL has it; SQLite decodes it the same way).
+fn sqlite_uri(connect_url: &str) -> String {
+    let rest = connect_url
+        .strip_prefix("sqlite://")
+        .or_else(|| connect_url.strip_prefix("sqlite:"))
+        .unwrap_or(connect_url);
+    if rest.starts_with("file:") {
+        return rest.to_owned();
+    }
+    let path = rest.split('?').next().unwrap_or(rest);
+    format!("file:{path}?mode=ro")
+}
+
+/// The placeholders of a multi-row `VALUES` list that holds all of its
+/// statement's parameters: `rows` tuples of `columns`, numbered `$1` on,
+/// row by row.
+///
+/// On SQLite they are written as plain `?`, which the driver binds to the
+/// arguments in order: the same binding. The reason is cost: the driver
+/// looks up the name of every named parameter, and SQLite finds a name by
+/// walking the list of them, so a statement with a thousand `$N` spent more
+/// time binding than running. (The driver counts `?` from the first
+/// argument whatever `$N` precede them, hence only for a statement's only
+/// parameters.)
+pub(crate) fn values_list(backend: Backend, rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(1 + row * columns + column).to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Now, in unix milliseconds (0 if the clock is before 1970).
 pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
@@ -515,17 +608,114 @@ mod tests {
             .filter(|name| name.ends_with(".sql"))
             .collect();
         files.sort();
-        let embedded: Vec<String> = MIGRATIONS
-            .iter()
-            .map(|(version, description, _)| format!("{version:04}_{description}.sql"))
-            .collect();
-        assert_eq!(files, embedded);
+        let mut embedded: Vec<(String, &str)> = Vec::new();
         for (version, description, sql) in MIGRATIONS {
-            let on_disk =
-                std::fs::read_to_string(dir.join(format!("{version:04}_{description}.sql")))
-                    .unwrap();
-            assert_eq!(&on_disk, sql);
+            match sql {
+                MigrationSql::Both(sql) => {
+                    embedded.push((format!("{version:04}_{description}.sql"), sql));
+                }
+                MigrationSql::PerBackend { sqlite, postgres } => {
+                    embedded.push((format!("{version:04}_{description}.postgres.sql"), postgres));
+                    embedded.push((format!("{version:04}_{description}.sqlite.sql"), sqlite));
+                }
+            }
         }
+        let names: Vec<&String> = embedded.iter().map(|(name, _)| name).collect();
+        assert_eq!(files.iter().collect::<Vec<_>>(), names);
+        for (name, sql) in embedded {
+            let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap();
+            assert_eq!(on_disk, sql, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn failure_reports_move_into_report_order_with_nothing_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Store::sqlite_url(&dir.path().join("old.db"));
+        // A database as a server before migration 11 left it, with a report.
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .connect(&sqlite_connect_url(&url))
+            .await
+            .unwrap();
+        migrator(Backend::Sqlite, 10).run(&pool).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO tenants (id, name, created_at) VALUES ('t', 't', 0); \
+             INSERT INTO failure_reports (device_id, record_id, tenant_id, at, received_at, \
+             component_id, component_version, kind, reason, frames, details, problem_id) \
+             VALUES ('d', 'r', 't', 5, 7, 'app', '1.0', 'trap', 'why', '[]', '{}', NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let store = Store::connect(&url, 2).await.unwrap();
+        let rows = store.report_page("t", 0, None, None, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].at, rows[0].received_at), (5, 7));
+        assert_eq!(rows[0].reason, "why");
+        // The record stays unique: a resend is a duplicate.
+        let resend = NewReport {
+            device_id: "d".into(),
+            record_id: "r".into(),
+            at: 5,
+            component_id: "app".into(),
+            component_version: "1.0".into(),
+            kind: "trap".into(),
+            reason: "why".into(),
+            frames: "[]".into(),
+            details: "{}".into(),
+            problem: None,
+        };
+        let outcome = store
+            .ingest_reports("t", &[resend], false, 9)
+            .await
+            .unwrap();
+        assert_eq!((outcome.stored, outcome.duplicates), (0, 1));
+    }
+
+    #[test]
+    fn values_lists_number_their_parameters_row_by_row() {
+        let pg = Backend::Postgres;
+        assert_eq!(values_list(pg, 2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_list(pg, 0, 2), "");
+        assert_eq!(values_list(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+    }
+
+    /// The `?` form binds the arguments in order, as `$1…` do.
+    #[tokio::test]
+    async fn sqlite_binds_plain_placeholders_in_order() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        let sql = format!(
+            "SELECT v.* FROM (VALUES {}) AS v",
+            values_list(Backend::Sqlite, 1, 3)
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind("a")
+            .bind("b")
+            .bind("c")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let got: (String, String, String) = (
+            row.try_get(0).unwrap(),
+            row.try_get(1).unwrap(),
+            row.try_get(2).unwrap(),
+        );
+        assert_eq!(got, ("a".into(), "b".into(), "c".into()));
+    }
+
+    #[test]
+    fn sqlite_uris_for_readers() {
+        assert_eq!(
+            sqlite_uri(&sqlite_connect_url(&Store::sqlite_url(Path::new(
+                "/d/a?b.db"
+            )))),
+            "file:/d/a%3Fb.db?mode=ro"
+        );
+        assert_eq!(sqlite_uri("sqlite:x.db?mode=rwc"), "file:x.db?mode=ro");
+        let memory = sqlite_connect_url("sqlite::memory:");
+        assert_eq!(sqlite_uri(&memory), memory.strip_prefix("sqlite:").unwrap());
     }
 
     #[test]
