@@ -46,7 +46,9 @@ fn listed_delta(shown: &serde_json::Value, base: &Path) -> u64 {
 
 /// The bytes the server sent for targets, by kind, from its metrics.
 fn served(f: &Fleet, kind: &str) -> u64 {
-    let metrics = f.admin.get_raw("/metrics").1;
+    // A fresh connection each time: a pooled one may have been closed by
+    // the server while the agent ran.
+    let metrics = f.server.client(&f.token).get_raw("/metrics").1;
     let text = String::from_utf8_lossy(&metrics);
     let prefix = format!("sevenfold_update_bytes_served_total{{kind=\"{kind}\"}} ");
     text.lines()

@@ -153,6 +153,12 @@ both_backends!(bases_are_what_devices_run_then_earlier_deployments, |db| {
     device_running(&store, &tenant, Some(&group), 3, &[2]).await;
     device_running(&store, &tenant, Some(&other_group), 4, &[3]).await;
     device_running(&store, &tenant, None, 5, &[3]).await;
+    // A revoked device of the group gets no updates: it does not count.
+    device_running(&store, &tenant, Some(&group), 6, &[4]).await;
+    store
+        .revoke_device(&tenant, &format!("{:064x}", 6))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .group_running_images(&tenant, &group, COMPONENT)
@@ -287,14 +293,18 @@ both_backends!(a_delta_job_is_held_taken_over_and_finished_once, |db| {
         blob_key: format!("deltas/{tenant}/x"),
     };
     store
-        .finish_delta_job(&tenant, &d1, std::slice::from_ref(&delta))
+        .record_deltas(&tenant, &d1, std::slice::from_ref(&delta))
         .await
         .unwrap();
-    // A second finisher (the replica whose lease ran out) changes nothing.
+    // Recorded but not yet published: still being made.
+    assert!(store.deltas_making(&tenant, &d1).await.unwrap());
+    // A second runner (the replica whose lease ran out) changes nothing.
     store
-        .finish_delta_job(&tenant, &d1, std::slice::from_ref(&delta))
+        .record_deltas(&tenant, &d1, std::slice::from_ref(&delta))
         .await
         .unwrap();
+    store.end_delta_job(&tenant, &d1).await.unwrap();
+    store.end_delta_job(&tenant, &d1).await.unwrap();
     assert!(!store.deltas_making(&tenant, &d1).await.unwrap());
     assert!(!store.claim_delta_job(&tenant, &d1, later).await.unwrap());
     assert!(store

@@ -110,6 +110,7 @@ pub(super) fn measured_images(measurements: &str) -> Option<String> {
 impl Store {
     /// The images of `component_id` that the group's devices ran at their
     /// last measured boot, with how many devices run each, most first.
+    /// Revoked devices get no updates, so they do not count.
     pub async fn group_running_images(
         &self,
         tenant_id: &str,
@@ -120,7 +121,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT measured_images, COUNT(*) AS n FROM devices \
              WHERE tenant_id = $1 AND group_id = $2 AND measured_images IS NOT NULL \
-             GROUP BY measured_images",
+             AND revoked_at IS NULL GROUP BY measured_images",
         )
         .bind(tenant_id)
         .bind(group_id)
@@ -320,16 +321,18 @@ impl Store {
         Ok(col::<String>(&row, "deltas_state")? == "making")
     }
 
-    /// Ends a deployment's delta job: records the deltas made (their blobs
-    /// are already committed) and marks its deltas ready, in one
-    /// transaction. A delta already recorded (another replica finished the
-    /// same job) is kept as it is.
-    pub async fn finish_delta_job(
+    /// Records the deltas made for a deployment (their blobs are already
+    /// committed), in one transaction. A delta already recorded (another
+    /// replica ran the same job) is kept as it is.
+    pub async fn record_deltas(
         &self,
         tenant_id: &str,
         deployment_id: &str,
         deltas: &[DeploymentDelta],
     ) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         for d in deltas {
@@ -352,6 +355,18 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a deployment's delta job (after its deltas were recorded and
+    /// published): its deltas are ready.
+    pub async fn end_delta_job(
+        &self,
+        tenant_id: &str,
+        deployment_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE deployments SET deltas_state = 'ready', deltas_claimed_until = NULL \
              WHERE tenant_id = $1 AND id = $2",

@@ -8,9 +8,9 @@
 //! Deltas are made off the request path. `deployment create` publishes
 //! the deployment with full images and returns; [`spawn`] then makes the
 //! deltas (one job per deployment, process-wide one at a time), commits
-//! each delta's blob, records them all with the job's end in one
-//! transaction, and publishes the group's targets again with the deltas
-//! signed in. Devices never see a delta whose blob is not durable. The job
+//! each delta's blob, records them all in one transaction, publishes the
+//! group's targets again with the deltas signed in, and only then marks the
+//! job done. Devices never see a delta whose blob is not durable. The job
 //! is a lease in the database (`deployments.deltas_claimed_until`): if the
 //! replica making it dies, another replica's housekeeping takes it over
 //! ([`resume_abandoned`]). When the tenant holds the targets keys, the
@@ -212,8 +212,9 @@ async fn make(
 }
 
 /// Runs a deployment's delta job to its end (the caller holds its lease):
-/// makes the deltas, records them with the job's end, and publishes the
-/// group's targets again when the deployment is live and got any.
+/// makes the deltas, records them, publishes the group's targets again when
+/// the deployment is live and got any, and only then ends the job. A crash
+/// before the end leaves the job to be run again (recording is idempotent).
 pub(crate) async fn run_job(
     state: &AppState,
     tenant_id: &str,
@@ -235,7 +236,7 @@ pub(crate) async fn run_job(
         }
     }
     store
-        .finish_delta_job(tenant_id, deployment_id, &deltas)
+        .record_deltas(tenant_id, deployment_id, &deltas)
         .await?;
     let live = store
         .live_deployments(tenant_id, &deployment.group_id)
@@ -253,6 +254,9 @@ pub(crate) async fn run_job(
             "deltas signed into the group's targets"
         );
     }
+    // Ready means published: `deployment show` says so only once devices
+    // (or, with offline targets keys, the next draft) can see them.
+    store.end_delta_job(tenant_id, deployment_id).await?;
     Ok(deltas)
 }
 
