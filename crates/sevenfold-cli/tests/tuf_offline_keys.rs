@@ -193,7 +193,11 @@ fn the_tenant_takes_root_and_targets_keys_offline_and_devices_follow() {
 
     // A deployment now awaits the targets holders.
     let (v4, v4_file) = f.image("4.0.0", 4, "release");
-    let d4 = f.deploy(&v4, &[]);
+    // Not waiting for its deltas: the draft does.
+    let d4 = f.create_deployment(&v4, &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let shown = f.show(&d4);
     assert_eq!(shown["awaiting_targets_signature"], true, "{shown}");
     let targets = f.path("targets.json");
@@ -209,6 +213,15 @@ fn the_tenant_takes_root_and_targets_keys_offline_and_devices_follow() {
         "acme",
     ]);
     assert_eq!(drafted["targets"][0][1], file_sha256(&v4_file), "{drafted}");
+    // What the holders sign already carries the delta from v3, which the
+    // device runs.
+    let draft_file: Value = serde_json::from_slice(&std::fs::read(&targets).unwrap()).unwrap();
+    let signed_targets = draft_file["targets"]["signed"]["targets"]
+        .as_object()
+        .unwrap();
+    let offered = &signed_targets.values().next().unwrap()["custom"]["delta"];
+    assert!(offered.get(file_sha256(&v3_file)).is_some(), "{offered}");
+    assert_eq!(f.show(&d4)["deltas_state"], "ready");
     let err = sign_fails("targets", &targets, &n[0]);
     assert!(err.contains("not a targets key"), "{err}");
     sign("targets", &targets, &t[0]);
@@ -224,8 +237,10 @@ fn the_tenant_takes_root_and_targets_keys_offline_and_devices_follow() {
         "{published}"
     );
     assert_eq!(f.show(&d4)["awaiting_targets_signature"], false);
-    // The device walks root 2 → 3, verifies the tenant's targets, installs v4.
+    // The device walks root 2 → 3, verifies the tenant's targets, installs
+    // v4 through the delta the holders signed.
     let report = update(&state);
     assert_eq!(report["outcomes"][0]["state"], "installed", "{report}");
+    assert_eq!(report["outcomes"][0]["delta_used"], true, "{report}");
     assert_eq!(active_sha256(&state), file_sha256(&v4_file));
 }

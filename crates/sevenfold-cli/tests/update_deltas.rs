@@ -1,9 +1,11 @@
 //! Delta updates end to end, with a real server and real agent processes:
-//! a deployment carries a delta from the group's previous version of the
-//! component; a device running that version fetches the delta instead of
-//! the image, rebuilds the image and checks it against the signed target;
-//! a damaged delta falls back to the full image; a device running another
-//! version is not offered the delta at all.
+//! a deployment carries deltas from the versions the group's devices run
+//! and from its earlier deployments, made after `deployment create`
+//! returns and signed into the group's targets when done; a device fetches
+//! the delta from the version it runs instead of the image, rebuilds the
+//! image and checks it against the signed target; a damaged delta falls
+//! back to the full image; a device running a version the service does not
+//! know of is not offered a delta at all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -17,23 +19,36 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
 
-/// The one delta blob the server stored for the tenant.
-fn delta_blob(f: &Fleet) -> std::path::PathBuf {
-    let dir = f
-        .server
-        .data_dir
-        .join(format!("blobs/blobs/deltas/{}", f.tenant));
-    let files: Vec<_> = std::fs::read_dir(&dir)
+/// The delta blob the server stored for the tenant from `base` to `target`.
+fn delta_blob(f: &Fleet, base: &Path, target: &Path) -> std::path::PathBuf {
+    let path = f.server.data_dir.join(format!(
+        "blobs/blobs/deltas/{}/{}-{}",
+        f.tenant,
+        file_sha256(base),
+        file_sha256(target)
+    ));
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+/// The delta a deployment lists from `base` (its length), from `show`.
+fn listed_delta(shown: &serde_json::Value, base: &Path) -> u64 {
+    let base = file_sha256(base);
+    shown["deltas"]
+        .as_array()
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    files.into_iter().next().unwrap()
+        .iter()
+        .find(|d| d["base_sha256"] == base.as_str())
+        .unwrap_or_else(|| panic!("no delta from {base} in {shown}"))["length"]
+        .as_u64()
+        .unwrap()
 }
 
 /// The bytes the server sent for targets, by kind, from its metrics.
 fn served(f: &Fleet, kind: &str) -> u64 {
-    let metrics = f.admin.get_raw("/metrics").1;
+    // A fresh connection each time: a pooled one may have been closed by
+    // the server while the agent ran.
+    let metrics = f.server.client(&f.token).get_raw("/metrics").1;
     let text = String::from_utf8_lossy(&metrics);
     let prefix = format!("sevenfold_update_bytes_served_total{{kind=\"{kind}\"}} ");
     text.lines()
@@ -56,7 +71,7 @@ fn an_update_uses_the_delta_from_the_installed_version_and_falls_back_when_it_fa
     // v2 carries a delta from v1, signed into its target's metadata.
     let (v2, v2_file) = f.image("2.0.0", 2, "release");
     let d2 = f.deploy(&v2, &[]);
-    let delta = delta_blob(&f);
+    let delta = delta_blob(&f, &v1_file, &v2_file);
     let delta_len = file_len(&delta);
     let full_len = file_len(&v2_file);
     assert!(delta_len * 10 < full_len, "{delta_len} vs {full_len}");
@@ -74,8 +89,9 @@ fn an_update_uses_the_delta_from_the_installed_version_and_falls_back_when_it_fa
     assert_eq!(served(&f, "delta"), delta_len);
     assert_eq!(served(&f, "full"), full_before);
 
-    // A device on v0: the delta's base is not its image, so it fetches
-    // the full v2 and still installs it.
+    // A device on v0 that never attested: the service does not know what
+    // it runs, the delta's base is not its image, so it fetches the full
+    // v2 and still installs it.
     let report = update(&other_state);
     let outcome = &report["outcomes"][0];
     assert_eq!(outcome["state"], "installed", "{report}");
@@ -89,9 +105,8 @@ fn an_update_uses_the_delta_from_the_installed_version_and_falls_back_when_it_fa
     // The device refuses it (hash against the signed delta), fetches the
     // full v3, installs it, and says why.
     let (v3, v3_file) = f.image("3.0.0", 3, "release");
-    std::fs::remove_file(&delta).unwrap();
     f.deploy(&v3, &[]);
-    let delta = delta_blob(&f);
+    let delta = delta_blob(&f, &v2_file, &v3_file);
     let mut bytes = std::fs::read(&delta).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
@@ -107,4 +122,150 @@ fn an_update_uses_the_delta_from_the_installed_version_and_falls_back_when_it_fa
     let slot =
         std::fs::read_to_string(state.join(format!("updates/slots/{BLINK}/slot.toml"))).unwrap();
     assert!(slot.contains("security_version = 3"), "{slot}");
+}
+
+#[test]
+fn a_device_two_versions_behind_gets_a_delta_from_the_version_it_runs() {
+    let f = Fleet::start(&[]);
+    let (v1, v1_file) = f.image("1.0.0", 1, "release");
+    let (behind, _) = f.device("behind", &v1_file);
+    let (current, _) = f.device("current", &v1_file);
+    f.deploy(&v1, &[]);
+    // Both attest: the service learns they run v1.
+    for state in [&behind, &current] {
+        assert_eq!(update(state)["outcomes"][0]["state"], "up-to-date");
+    }
+    // The group goes to v2; only one device follows.
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    f.deploy(&v2, &[]);
+    let report = update(&current);
+    assert_eq!(report["outcomes"][0]["delta_used"], true, "{report}");
+
+    // v3: deltas from what the devices run, v1 and v2.
+    let (v3, v3_file) = f.image("3.0.0", 3, "release");
+    let d3 = f.deploy(&v3, &[]);
+    let shown = f.show(&d3);
+    assert_eq!(shown["deltas"].as_array().unwrap().len(), 2, "{shown}");
+    let from_v1 = listed_delta(&shown, &v1_file);
+    let from_v2 = listed_delta(&shown, &v2_file);
+    let versions: Vec<&str> = shown["deltas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["base_version"].as_str().unwrap())
+        .collect();
+    assert!(
+        versions.contains(&"1.0.0") && versions.contains(&"2.0.0"),
+        "{shown}"
+    );
+    assert_eq!(
+        from_v1,
+        file_len(&delta_blob(&f, &v1_file, &v3_file)),
+        "{shown}"
+    );
+
+    // Two versions behind: v3 through the delta from v1.
+    let served_before = served(&f, "delta");
+    let full_before = served(&f, "full");
+    let report = update(&behind);
+    let outcome = &report["outcomes"][0];
+    assert_eq!(outcome["state"], "installed", "{report}");
+    assert_eq!(outcome["delta_used"], true, "{report}");
+    assert_eq!(outcome["downloaded_bytes"], from_v1, "{report}");
+    assert_eq!(served(&f, "delta") - served_before, from_v1);
+    assert_eq!(served(&f, "full"), full_before);
+    assert_eq!(active_sha256(&behind), file_sha256(&v3_file));
+
+    // One version behind: through the delta from v2.
+    let report = update(&current);
+    let outcome = &report["outcomes"][0];
+    assert_eq!(outcome["state"], "installed", "{report}");
+    assert_eq!(outcome["delta_used"], true, "{report}");
+    assert_eq!(outcome["downloaded_bytes"], from_v2, "{report}");
+    assert_eq!(served(&f, "delta") - served_before, from_v1 + from_v2);
+    assert_eq!(active_sha256(&current), file_sha256(&v3_file));
+}
+
+/// The group's signed targets versions, oldest first, from the server's
+/// database: (version, the targets' custom metadata by target name).
+fn signed_targets(f: &Fleet) -> Vec<(i64, serde_json::Value)> {
+    let url = format!(
+        "sqlite://{}",
+        f.server.data_dir.join("sevenfold.db").display()
+    );
+    let group = f.group.clone();
+    let rows: Vec<(i64, Vec<u8>)> = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use sqlx::{Connection, Row};
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+            let rows = sqlx::query(
+                "SELECT version, body FROM tuf_metadata WHERE group_id = $1 \
+                 AND role = 'targets' ORDER BY version",
+            )
+            .bind(&group)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            rows.iter()
+                .map(|r| (r.get::<i64, _>("version"), r.get::<Vec<u8>, _>("body")))
+                .collect()
+        });
+    rows.into_iter()
+        .map(|(version, body)| {
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            (version, json["signed"]["targets"].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn deployment_create_returns_before_its_deltas_are_made_and_they_are_signed_in_afterwards() {
+    let f = Fleet::start(&[]);
+    let (v1, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, _) = f.device("dev1", &v1_file);
+    f.deploy(&v1, &[]);
+    assert_eq!(update(&state)["outcomes"][0]["state"], "up-to-date");
+
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    let created = f.create_deployment(&v2, &[]);
+    // The answer came before any delta was made.
+    assert_eq!(created["deltas_state"], "making", "{created}");
+    assert_eq!(created["deltas"], serde_json::json!([]), "{created}");
+    let d2 = created["id"].as_str().unwrap().to_owned();
+    let shown = f.wait_for_deltas(&d2);
+    let length = listed_delta(&shown, &v1_file);
+
+    // The deployment was signed first with the full image only, then
+    // again with the delta from v1 added.
+    let base = file_sha256(&v1_file);
+    let with_d2: Vec<(i64, serde_json::Value)> = signed_targets(&f)
+        .into_iter()
+        .filter_map(|(version, targets)| {
+            let target = targets
+                .as_object()
+                .unwrap()
+                .values()
+                .find(|t| t["custom"]["deployment_id"] == d2.as_str())?
+                .clone();
+            Some((version, target))
+        })
+        .collect();
+    assert!(with_d2.len() >= 2, "{with_d2:?}");
+    let (first, without) = &with_d2[0];
+    assert!(without["custom"].get("delta").is_none(), "{without}");
+    assert_eq!(without["hashes"]["sha256"], file_sha256(&v2_file).as_str());
+    let (last, with) = with_d2.last().unwrap();
+    assert!(last > first);
+    assert_eq!(with["custom"]["delta"][&base]["length"], length, "{with}");
+
+    // The device takes the delta now.
+    let report = update(&state);
+    let outcome = &report["outcomes"][0];
+    assert_eq!(outcome["state"], "installed", "{report}");
+    assert_eq!(outcome["delta_used"], true, "{report}");
+    assert_eq!(outcome["downloaded_bytes"], length, "{report}");
 }

@@ -3,7 +3,9 @@
 //! executable to the inactive runtime slot on trial, and `sevenfold agent
 //! supervise` starts it. A new runtime that exits at once is rolled back
 //! (the previous runtime is started again and the deployment says why);
-//! one that stays up past the health-check period is committed.
+//! one that stays up past the health-check period is committed. A runtime
+//! slot keeps the package it came from, so the next runtime arrives as a
+//! delta from it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -15,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::fleet::{device_row, update, Fleet};
+use support::fleet::{device_row, file_sha256, update, Fleet};
 use support::{ok_json, s};
 
 const RUNTIME: &str = "0c7f3e52-9a41-4d7b-8e2f-5b6a1d9c3e70";
@@ -260,4 +262,80 @@ fn a_supervised_runtime_installs_a_new_runtime_and_hands_over_to_it() {
     for (_, pid) in &started {
         assert!(!alive(*pid));
     }
+}
+
+/// A runtime that execs the real one, padded like a real build (so a
+/// delta between two builds is much smaller than either), `build` marking
+/// the change.
+fn padded_runtime(build: u32) -> String {
+    let mut script = format!("#!/bin/sh\n# sevenfold test runtime, build {build}\n");
+    for line in 0..2000 {
+        script.push_str(&format!(
+            "# {line:05} the quick brown fox jumps over the lazy dog {}\n",
+            line * 7919 % 10007
+        ));
+    }
+    script.push_str(&format!("exec '{}' \"$@\"\n", support::bin()));
+    script
+}
+
+#[test]
+fn a_runtime_update_goes_through_a_delta_from_the_package_its_slot_keeps() {
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, device) = f.device("dev1", &v1_file);
+    let v2 = runtime_image(&f, "2.0.0", 2, &padded_runtime(2));
+    let v2_file = f.path("runtime-2.0.0.imagepackage");
+    f.deploy(&v2, &[]);
+    // From the factory runtime: no package to start from, the full image.
+    let report = update(&state);
+    assert_eq!(
+        report["outcomes"][0]["state"], "restart-pending",
+        "{report}"
+    );
+    assert_eq!(report["outcomes"][0]["delta_used"], false, "{report}");
+    let supervisor = supervise(&state, 2);
+    wait_for("commit of runtime 2", &state, || {
+        let slot = slot_toml(&state);
+        slot.contains("trial = false") && slot.contains("version = \"2.0.0\"")
+    });
+    stop(supervisor);
+    // The slot keeps the package file it came from.
+    let kept = state.join("runtime/a/package");
+    assert_eq!(file_sha256(&kept), file_sha256(&v2_file));
+
+    let v3 = runtime_image(&f, "3.0.0", 3, &padded_runtime(3));
+    let v3_file = f.path("runtime-3.0.0.imagepackage");
+    let d3 = f.deploy(&v3, &[]);
+    let shown = f.show(&d3);
+    let deltas = shown["deltas"].as_array().unwrap();
+    assert_eq!(deltas.len(), 1, "{shown}");
+    assert_eq!(deltas[0]["base_sha256"], file_sha256(&v2_file).as_str());
+    let delta_len = deltas[0]["length"].as_u64().unwrap();
+    let full_len = std::fs::metadata(&v3_file).unwrap().len();
+    assert!(delta_len * 10 < full_len, "{delta_len} vs {full_len}");
+
+    let report = update(&state);
+    let outcome = &report["outcomes"][0];
+    assert_eq!(outcome["state"], "restart-pending", "{report}");
+    assert_eq!(outcome["delta_used"], true, "{report}");
+    assert_eq!(outcome["downloaded_bytes"], delta_len, "{report}");
+    // Rebuilt, verified against the signed hash, installed to slot b.
+    assert_eq!(
+        file_sha256(&state.join("runtime/b/package")),
+        file_sha256(&v3_file)
+    );
+    let supervisor = supervise(&state, 2);
+    wait_for("commit of runtime 3", &state, || {
+        let slot = slot_toml(&state);
+        slot.contains("trial = false") && slot.contains("version = \"3.0.0\"")
+    });
+    wait_for("runtime 3 reports its install", &state, || {
+        device_row(&f.show(&d3), &device)["state"] == "installed"
+    });
+    let out = stop(supervisor);
+    assert!(out.contains(r#""event":"committed""#), "{out}");
+    let slot = slot_toml(&state);
+    assert!(slot.contains("active = \"b\""), "{slot}");
+    assert!(slot.contains(&file_sha256(&v3_file)), "{slot}");
 }

@@ -107,8 +107,17 @@ fn deployed_update_installs_commits_raises_the_counter_and_reattests_and_attacks
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
     std::fs::write(&blob, bytes).unwrap();
+    // The delta from v2 (which the device runs) goes too, so the device
+    // falls back to the full image.
+    std::fs::remove_dir_all(
+        f.server
+            .data_dir
+            .join(format!("blobs/blobs/deltas/{}", f.tenant)),
+    )
+    .unwrap();
     let report = update(&state);
     assert_eq!(report["outcomes"][0]["state"], "failed", "{report}");
+    assert_eq!(report["outcomes"][0]["delta_used"], false, "{report}");
     let reason = report["outcomes"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("does not match the signed"), "{reason}");
     assert_eq!(active_sha256(&state), file_sha256(&v2_file));

@@ -188,9 +188,42 @@ pub struct DeploymentInfo {
     /// targets (`sevenfold tuf targets draft|sign|submit`).
     #[serde(default)]
     pub awaiting_targets_signature: bool,
+    /// Whether the service is still making this deployment's deltas
+    /// ("making": devices fetch full images meanwhile, the deltas are
+    /// signed into the group's targets when done) or has made them
+    /// ("ready").
+    #[serde(default = "deltas_ready")]
+    pub deltas_state: String,
+    /// The deltas published with it (`show` only; empty in lists).
+    #[serde(default)]
+    pub deltas: Vec<DeltaInfo>,
     /// Per-device progress (`show` only; empty in lists).
     #[serde(default)]
     pub devices: Vec<DeviceProgressInfo>,
+}
+
+fn deltas_ready() -> String {
+    "ready".to_owned()
+}
+
+/// A delta a deployment publishes: from a package file devices of the
+/// group may run (the base) to one of the deployment's images.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeltaInfo {
+    /// Component of the image.
+    pub component_id: String,
+    /// SHA-256 of the package file it starts from.
+    pub base_sha256: String,
+    /// Version of that package, when the service knows its image.
+    pub base_version: Option<String>,
+    /// SHA-256 of the package file it rebuilds.
+    pub target_sha256: String,
+    /// Name it is fetched under.
+    pub name: String,
+    /// Its length in bytes.
+    pub length: u64,
+    /// Its SHA-256.
+    pub sha256: String,
 }
 
 #[cfg(test)]

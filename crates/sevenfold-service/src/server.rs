@@ -185,9 +185,9 @@ fn wrap_key(config: &ServerConfig) -> Result<sevenfold_pki::KeyWrap, ServerError
         .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
 }
 
-/// Periodically deletes expired nonces and old rate-limit windows, and
-/// re-signs TUF timestamps past half their life (any replica may; the
-/// database serialises them).
+/// Periodically deletes expired nonces and old rate-limit windows,
+/// re-signs TUF timestamps past half their life, and takes over delta jobs
+/// a dead replica left (any replica may; the database serialises them).
 async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let store = state.store.clone();
     let expiry = crate::updates::Expiry::with_timestamp_secs(state.config.tuf_timestamp_ttl_secs);
@@ -204,6 +204,11 @@ async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         if let Err(e) = crate::updates::refresh_expiring(&store, &state.wrap, &expiry).await {
             tracing::warn!(error = %e, "re-signing TUF timestamps failed");
+        }
+        match crate::updates::delta::resume_abandoned(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "took over abandoned delta jobs"),
+            Err(e) => tracing::warn!(error = %e, "taking over delta jobs failed"),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! the device's trusted keys, its security version against the component's
 //! anti-rollback counter; it must be a `Runtime` image of the component the
 //! signed target names. Only then is its payload (the executable) written to
-//! the inactive slot, on trial until the supervisor has health-checked it.
+//! the inactive slot with the package file (the next delta's base), on
+//! trial until the supervisor has health-checked it.
 
 use sevenfold_core::manifest::ImageType;
 use sevenfold_core::package::{Limits, UnverifiedPackage};
@@ -60,6 +61,7 @@ pub(crate) fn install_runtime(
     let version = manifest.version().to_string();
     let slot = RuntimeSlots::new(state).install_trial(
         verified.payload(),
+        package,
         &NewRuntime {
             component_id,
             version: &version,

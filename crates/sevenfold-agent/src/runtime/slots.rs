@@ -2,12 +2,17 @@
 //!
 //! ```text
 //! runtime/a/sevenfold, runtime/b/sevenfold   the two runtime executables
+//! runtime/{a,b}/package                      the package file each came from
+//! runtime/{a,b}/release.toml                 its version, security version, SHA-256
 //! runtime/slot.toml                          active, previous, trial, …
 //! ```
 //!
 //! An update writes the new executable (the payload of a verified runtime
-//! image package) to the inactive slot, then records it as the active slot
-//! *on trial*. The supervisor (`supervise`) starts the active slot; a trial
+//! image package), the package file itself (the base the next runtime's
+//! delta starts from) and what it is to the inactive slot, then records it
+//! as the active slot *on trial*. Each slot keeps its own facts, so a
+//! rollback restores the previous slot's version, security version and
+//! package hash with it. The supervisor (`supervise`) starts the active slot; a trial
 //! that exits within the health-check period is rolled back to the previous
 //! slot (no slot: the factory runtime the supervisor itself is), one that
 //! stays up is committed and its security version becomes the counter's.
@@ -26,7 +31,18 @@ use crate::{fsutil, AgentError, StateDir};
 pub const RUNTIME_DIR: &str = "runtime";
 const SLOT_FILE: &str = "slot.toml";
 const EXECUTABLE: &str = "sevenfold";
+const PACKAGE: &str = "package";
+const RELEASE_FILE: &str = "release.toml";
 const MAX_SLOT_FILE_LEN: u64 = 64 * 1024;
+
+/// `runtime/<slot>/release.toml`: what the slot holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlotRelease {
+    version: String,
+    security_version: u32,
+    package_sha256: String,
+}
 
 /// `runtime/slot.toml`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,11 +133,33 @@ impl RuntimeSlots {
         self.dir.join(slot.name()).join(EXECUTABLE)
     }
 
-    /// Writes `executable` to the inactive slot (temporary file, fsync,
-    /// rename, mode 0700) and records it as the active slot on trial.
+    /// The package file a slot's executable came from: the base of a
+    /// delta to the next runtime. Absent for the factory runtime and for
+    /// slots installed before packages were kept.
+    pub fn package(&self, slot: Slot) -> PathBuf {
+        self.dir.join(slot.name()).join(PACKAGE)
+    }
+
+    /// What a slot holds, if recorded.
+    fn release(&self, slot: Slot) -> Option<SlotRelease> {
+        let path = self.dir.join(slot.name()).join(RELEASE_FILE);
+        let text = fsutil::read_text(&path, MAX_SLOT_FILE_LEN).ok()??;
+        match toml::from_str(&text) {
+            Ok(release) => Some(release),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable slot release file");
+                None
+            }
+        }
+    }
+
+    /// Writes `executable` (and the `package` file it came from) to the
+    /// inactive slot (temporary files, fsync, rename; the executable mode
+    /// 0700) and records it as the active slot on trial.
     pub fn install_trial(
         &self,
         executable: &[u8],
+        package: &[u8],
         new: &NewRuntime<'_>,
     ) -> Result<Slot, AgentError> {
         let mut current = self.load()?;
@@ -137,6 +175,14 @@ impl RuntimeSlots {
         let path = dir.join(EXECUTABLE);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| AgentError::io("make executable", &path, e))?;
+        fsutil::write_atomic(&dir, PACKAGE, package)?;
+        let release = toml::to_string(&SlotRelease {
+            version: new.version.to_owned(),
+            security_version: new.security_version,
+            package_sha256: new.package_sha256.to_owned(),
+        })
+        .map_err(|e| AgentError::corrupt(dir.join(RELEASE_FILE), e.to_string()))?;
+        fsutil::write_atomic(&dir, RELEASE_FILE, release.as_bytes())?;
         self.save(&RuntimeSlotState {
             active: Some(target),
             previous: current.active,
@@ -162,17 +208,20 @@ impl RuntimeSlots {
         Ok(state)
     }
 
-    /// Goes back to the previous slot (or the factory runtime), recording why.
+    /// Goes back to the previous slot (or the factory runtime), recording
+    /// why, with the previous slot's version, security version and package
+    /// hash (none for the factory runtime, whose package is unknown).
     pub fn rollback(&self, reason: &str) -> Result<RuntimeSlotState, AgentError> {
         let state = self.load()?;
+        let restored = state.previous.and_then(|slot| self.release(slot));
         let back = RuntimeSlotState {
             active: state.previous,
             previous: None,
             trial: false,
             component_id: state.component_id,
-            version: None,
-            security_version: None,
-            package_sha256: None,
+            version: restored.as_ref().map(|r| r.version.clone()),
+            security_version: restored.as_ref().map(|r| r.security_version),
+            package_sha256: restored.map(|r| r.package_sha256),
             deployment_id: state.deployment_id,
             last_rollback: Some(reason.to_owned()),
             failed_sha256: state.package_sha256,
@@ -206,7 +255,7 @@ mod tests {
             component_id: "rt",
             version: v,
             security_version: sv,
-            package_sha256: "aa",
+            package_sha256: v,
             deployment_id: "d",
         }
     }
@@ -217,7 +266,9 @@ mod tests {
         let slots = RuntimeSlots::new(&s);
         assert_eq!(slots.load().unwrap(), RuntimeSlotState::default());
         assert_eq!(
-            slots.install_trial(b"#!/bin/sh\n", &new("2", 2)).unwrap(),
+            slots
+                .install_trial(b"#!/bin/sh\n", b"pkg2", &new("2", 2))
+                .unwrap(),
             Slot::A
         );
         let exe = slots.executable(Slot::A);
@@ -231,11 +282,48 @@ mod tests {
             Some(("d".into(), "installed".into(), None))
         );
         assert_eq!(slots.take_unreported().unwrap(), None);
-        assert_eq!(slots.install_trial(b"v3", &new("3", 3)).unwrap(), Slot::B);
+        assert_eq!(
+            slots.install_trial(b"v3", b"pkg3", &new("3", 3)).unwrap(),
+            Slot::B
+        );
         let back = slots.rollback("exited at once").unwrap();
         assert_eq!((back.active, back.trial), (Some(Slot::A), false));
         assert_eq!(back.last_rollback.as_deref(), Some("exited at once"));
         // The next install goes to the slot that is not running.
-        assert_eq!(slots.install_trial(b"v4", &new("4", 4)).unwrap(), Slot::B);
+        assert_eq!(
+            slots.install_trial(b"v4", b"pkg4", &new("4", 4)).unwrap(),
+            Slot::B
+        );
+    }
+
+    #[test]
+    fn a_rollback_restores_the_previous_slots_version_security_version_and_package() {
+        let (_d, s) = state();
+        let slots = RuntimeSlots::new(&s);
+        slots.install_trial(b"v2", b"pkg2", &new("2", 2)).unwrap();
+        slots.commit().unwrap();
+        assert_eq!(std::fs::read(slots.package(Slot::A)).unwrap(), b"pkg2");
+        slots.install_trial(b"v3", b"pkg3", &new("3", 3)).unwrap();
+        assert_eq!(std::fs::read(slots.package(Slot::B)).unwrap(), b"pkg3");
+        let back = slots.rollback("exited at once").unwrap();
+        assert_eq!(back.active, Some(Slot::A));
+        assert_eq!(back.version.as_deref(), Some("2"));
+        assert_eq!(back.security_version, Some(2));
+        assert_eq!(back.package_sha256.as_deref(), Some("2"));
+        assert_eq!(back.failed_sha256.as_deref(), Some("3"));
+        assert_eq!(slots.load().unwrap(), back);
+        // The restored slot's package is still the delta base.
+        assert_eq!(std::fs::read(slots.package(Slot::A)).unwrap(), b"pkg2");
+
+        // A trial over the factory runtime rolls back to nothing known.
+        let (_d, s) = state();
+        let slots = RuntimeSlots::new(&s);
+        slots.install_trial(b"v2", b"pkg2", &new("2", 2)).unwrap();
+        let back = slots.rollback("exited at once").unwrap();
+        assert_eq!(back.active, None);
+        assert_eq!(
+            (back.version, back.security_version, back.package_sha256),
+            (None, None, None)
+        );
     }
 }

@@ -224,8 +224,17 @@ pub async fn update_once(
             report.outcomes.push(outcome("not-in-rollout", None));
             continue;
         }
+        // The installed package file and its hash: the delta base.
+        let mut base_path = state
+            .path(crate::state::IMAGES_DIR)
+            .join(format!("{}.imagepackage", custom.component_id));
         let installed = if is_runtime {
-            let runtime = runtime.load()?;
+            let loaded = runtime.load()?;
+            // The active slot keeps its package; the factory runtime has none.
+            if let Some(slot) = loaded.active {
+                base_path = runtime.package(slot);
+            }
+            let runtime = loaded;
             if runtime.failed_sha256.as_deref() == Some(sha256.as_str()) {
                 // Its rollback was reported when it happened.
                 report
@@ -267,9 +276,6 @@ pub async fn update_once(
             }
         }
         report_progress(&client, &custom.deployment_id, "downloading", None).await;
-        let active_path = state
-            .path(crate::state::IMAGES_DIR)
-            .join(format!("{}.imagepackage", custom.component_id));
         let full = fetch::FullTarget {
             name: name.raw(),
             sha256: &sha256,
@@ -279,11 +285,7 @@ pub async fn update_once(
             &client,
             &custom,
             &full,
-            // A runtime slot holds the executable, not its package: no delta base.
-            installed
-                .as_deref()
-                .filter(|_| !is_runtime)
-                .map(|h| (active_path.as_path(), h)),
+            installed.as_deref().map(|h| (base_path.as_path(), h)),
             (&state.path(DOWNLOADS_DIR), &state.path(STAGED_DIR)),
         )
         .await

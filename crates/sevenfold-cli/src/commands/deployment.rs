@@ -39,6 +39,32 @@ impl Render for DeploymentInfo {
                  group's targets keys sign it (`sevenfold tuf targets draft|sign|submit`)\n",
             );
         }
+        if self.deltas_state == "making" {
+            text.push_str(
+                "\ndeltas: being made; devices fetch full images until they are signed into \
+                 the group's targets\n",
+            );
+        }
+        if !self.deltas.is_empty() {
+            let rows: Vec<Vec<String>> = self
+                .deltas
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.component_id.clone(),
+                        or_dash(d.base_version.as_deref()),
+                        d.base_sha256.get(..16).unwrap_or(&d.base_sha256).to_owned(),
+                        d.length.to_string(),
+                    ]
+                })
+                .collect();
+            text.push('\n');
+            text.push_str(&table(
+                &["DELTA FOR", "FROM VERSION", "FROM FILE", "BYTES"],
+                &rows,
+                "",
+            ));
+        }
         if !self.devices.is_empty() {
             let rows: Vec<Vec<String>> = self
                 .devices

@@ -181,8 +181,20 @@ impl Fleet {
         (state, id)
     }
 
-    /// `deployment create` of one image to the group; returns its ID.
+    /// `deployment create` of one image to the group, then waits until its
+    /// deltas are made (and signed in); returns its ID.
     pub fn deploy(&self, image: &str, extra: &[&str]) -> String {
+        let id = self.create_deployment(image, extra)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.wait_for_deltas(&id);
+        id
+    }
+
+    /// `deployment create` of one image to the group; its JSON answer, as
+    /// soon as the server gives it (deltas may still be being made).
+    pub fn create_deployment(&self, image: &str, extra: &[&str]) -> Value {
         let mut args = vec![
             "deployment",
             "create",
@@ -194,7 +206,24 @@ impl Fleet {
             "acme",
         ];
         args.extend_from_slice(extra);
-        self.op(&args)["id"].as_str().unwrap().to_owned()
+        self.op(&args)
+    }
+
+    /// Waits until the service has made a deployment's deltas; returns
+    /// `deployment show` then.
+    pub fn wait_for_deltas(&self, deployment: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let shown = self.show(deployment);
+            if shown["deltas_state"] == "ready" {
+                return shown;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "deltas still being made: {shown}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// `deployment show`.

@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use sevenfold_core::update::{CreateDeployment, DeploymentInfo, UpdateDeployment};
-use tokio::io::AsyncReadExt;
 
 use super::error::ApiError;
 use super::extract::JsonBody;
@@ -30,30 +29,6 @@ fn share(name: &str, value: Option<u8>, min: u8) -> Result<u8, ApiError> {
         )));
     }
     Ok(value)
-}
-
-/// SHA-256 and length of a stored package file.
-async fn file_hash(state: &AppState, blob_key: &str) -> Result<(String, i64), ApiError> {
-    let mut file = state
-        .blobs
-        .open_blob(blob_key)
-        .await
-        .map_err(|e| ApiError::Internal(format!("image blob {blob_key}: {e}")))?;
-    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut length: i64 = 0;
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .await
-            .map_err(|e| ApiError::Internal(format!("image blob {blob_key}: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        context.update(buffer.get(..n).unwrap_or_default());
-        length = length.saturating_add(n as i64);
-    }
-    Ok((hex::encode(context.finish().as_ref()), length))
 }
 
 /// Publishes images to a device group (contributors and administrators).
@@ -118,21 +93,14 @@ pub(crate) async fn create_deployment(
                 image.component_id
             )));
         }
-        let (file_sha256, file_length) = file_hash(&state, &image.blob_key).await?;
+        let (file_sha256, file_length) = delta::file_hash(&state.blobs, &image.blob_key)
+            .await
+            .map_err(|e| ApiError::Internal(format!("image blob {}: {e}", image.blob_key)))?;
         images.push(DeploymentImage {
             image,
             file_sha256,
             file_length,
         });
-    }
-    // Deltas from the group's previous version of each component, made
-    // before the new deployment supersedes it (none is fine: full images).
-    let mut deltas = Vec::new();
-    for image in &images {
-        if let Some(d) = delta::prepare(&state.store, &state.blobs, &tenant, &group.id, image).await
-        {
-            deltas.push(d);
-        }
     }
     let deployment = state
         .store
@@ -146,10 +114,6 @@ pub(crate) async fn create_deployment(
                 created_by: operator.name().to_owned(),
             },
         )
-        .await?;
-    state
-        .store
-        .add_deployment_deltas(&tenant, &deployment.id, &deltas)
         .await?;
     let targets_version = repo::publish(
         &state.store,
@@ -167,14 +131,14 @@ pub(crate) async fn create_deployment(
             &deployment.id,
             AuditOutcome::Ok,
             serde_json::json!({"group": group.id, "images": body.images, "percent": percent,
-                "deltas": deltas.iter().map(|d| &d.name).collect::<Vec<_>>(),
                 "max_failure_percent": max_failure_percent, "targets_version": targets_version.audit()}),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(rollout::summarize(&state.store, &deployment, true).await?),
-    ))
+    // Devices get full images now; the deltas follow in the background,
+    // signed into a later targets version (`updates::delta`).
+    let created = rollout::summarize(&state.store, &deployment, true).await?;
+    delta::spawn(&state, &tenant, &deployment.id);
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -207,7 +207,8 @@ pub(crate) async fn submit_root(
 }
 
 /// The group's next targets, unsigned, for the tenant's targets key
-/// holders (once the tenant holds the targets keys).
+/// holders (once the tenant holds the targets keys). Answers once the
+/// deltas of the group's deployments are made, so the draft carries them.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/device-groups/{group}/tuf/targets/draft", tag = "tuf",
     responses((status = 200, description = "a targets draft file", body = Object)))]
 pub(crate) async fn draft_targets(
@@ -219,6 +220,9 @@ pub(crate) async fn draft_targets(
         .authorize(&state, &tenant, Access::Read, "tuf.targets.draft", &group)
         .await?;
     let group = state.store.group(&tenant, &group).await?;
+    // What the holders sign cannot be added to later: the deltas of the
+    // group's deployments are made first (waiting for, or making, them).
+    crate::updates::delta::settle_group(&state, &tenant, &group.id).await?;
     let expiry = Expiry::with_timestamp_secs(state.config.tuf_timestamp_ttl_secs);
     Ok(Json(
         submit::targets_draft(&state.store, &state.wrap, &tenant, &group.id, &expiry).await?,

@@ -216,10 +216,14 @@ impl Store {
             .bind_all(&image_ids)
             .execute(&mut *tx)
             .await?;
+        // Its deltas are made after this returns, by the replica that
+        // created it (which holds the job) or, if that one dies, by any
+        // replica's housekeeping once the lease runs out (`updates::delta`).
         sqlx::query(concat!(
             "INSERT INTO deployments (",
             deployment_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ", deltas_state, deltas_claimed_until",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'making', $11)"
         ))
         .bind(&deployment.id)
         .bind(tenant_id)
@@ -231,6 +235,7 @@ impl Store {
         .bind(&deployment.created_by)
         .bind(now)
         .bind(now)
+        .bind(now.saturating_add(super::DELTA_LEASE_MS))
         .execute(&mut *tx)
         .await?;
         for image in &new.images {

@@ -403,7 +403,8 @@ pub(super) async fn record_latest_verdict(
     sqlx::query(
         "UPDATE devices SET attestation_verdict = $3, attested_at = $4, \
          certificate_not_after = COALESCE($5, certificate_not_after), \
-         runtime_version = COALESCE($6, runtime_version), app_versions = COALESCE($7, app_versions) \
+         runtime_version = COALESCE($6, runtime_version), app_versions = COALESCE($7, app_versions), \
+         measured_images = COALESCE($8, measured_images) \
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id)
@@ -413,6 +414,7 @@ pub(super) async fn record_latest_verdict(
     .bind(record.certificate_not_after)
     .bind(runtime)
     .bind(apps)
+    .bind(super::deltas::measured_images(&record.measurements))
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -44,7 +44,7 @@
 //! (manufacturer CAs, devices, transfers), `tpm.rs` (TPM credential
 //! activation: challenges and bindings), `images.rs` (signing keys, images),
 //! `tuf.rs` (TUF keys and metadata), `deployments.rs` (deployments, device
-//! progress), `deltas.rs` (binary deltas published with deployments), `audit.rs` (the hash-chained audit log), `failures.rs` (failure
+//! progress), `deltas.rs` (binary deltas published with deployments, their bases and the delta job), `audit.rs` (the hash-chained audit log), `failures.rs` (failure
 //! reports, problems, retention), `ingest.rs` (batched, idempotent ingest of
 //! failure reports), `webhooks.rs` (webhooks and their delivery queue).
 
@@ -79,7 +79,7 @@ pub use attestation::{
     AttestationRecord, NewNonce, RateLimit, RuntimeRelease, TenantCaRecord, VerdictWrite,
 };
 pub use audit::GENESIS_HASH;
-pub use deltas::DeploymentDelta;
+pub use deltas::{DeltaBase, DeltaJob, DeploymentDelta, DELTA_LEASE_MS};
 pub use deployments::{
     Deployment, DeploymentImage, DeploymentStatus, DeviceProgress, NewDeployment, ProgressState,
 };
@@ -178,6 +178,11 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
             sqlite: include_str!("../../migrations/0011_report_order.sqlite.sql"),
             postgres: include_str!("../../migrations/0011_report_order.postgres.sql"),
         },
+    ),
+    (
+        10,
+        "delta_jobs",
+        include_str!("../../migrations/0010_delta_jobs.sql"),
     ),
 ];
 

@@ -3,7 +3,8 @@
 //!
 //! - `keys`: the repository's Ed25519 keys, wrapped at rest.
 //! - `repo`: signing root, targets, snapshot and timestamp with `tough`.
-//! - `delta`: binary deltas from the group's previous version of a component.
+//! - `delta`: binary deltas from the versions a group's devices may run,
+//!   made in the background after `deployment create`.
 //! - `rollout`: progress accounting and the automatic halt.
 //! - `rotate`: root and targets key rotation with thresholds, while the
 //!   service holds the keys.

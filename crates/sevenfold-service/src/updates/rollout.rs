@@ -1,12 +1,14 @@
 //! Phased rollouts: who a deployment targets, how far it got, and the
 //! automatic halt when too many targeted devices fail.
 
-use sevenfold_core::update::{in_rollout, DeploymentInfo, DeviceProgressInfo, ProgressCounts};
+use sevenfold_core::update::{
+    in_rollout, DeltaInfo, DeploymentInfo, DeviceProgressInfo, ProgressCounts,
+};
 
 use super::repo::{awaiting_signature, publish, Expiry};
 use super::UpdateError;
 use crate::api::timestamp;
-use crate::store::{Deployment, DeploymentStatus, ProgressState, Store};
+use crate::store::{Deployment, DeploymentImage, DeploymentStatus, ProgressState, Store};
 
 /// Counts and per-device rows of a deployment. Targeted devices are the
 /// group's devices inside the rollout share, plus any device that reported
@@ -35,7 +37,7 @@ pub(crate) async fn summarize(
                 ProgressState::RolledBack => &mut counts.rolled_back,
             } += n;
         }
-        return info(store, deployment, counts, Vec::new()).await;
+        return info(store, deployment, counts, None).await;
     }
     let reports = store
         .deployment_progress(&deployment.tenant_id, &deployment.id)
@@ -79,27 +81,54 @@ pub(crate) async fn summarize(
         });
     }
     devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-    info(
-        store,
-        deployment,
-        counts,
-        if with_devices { devices } else { Vec::new() },
-    )
-    .await
+    info(store, deployment, counts, with_devices.then_some(devices)).await
+}
+
+/// The deltas a deployment publishes, as `deployment show` lists them.
+async fn delta_rows(
+    store: &Store,
+    deployment: &Deployment,
+    images: &[DeploymentImage],
+) -> Result<Vec<DeltaInfo>, UpdateError> {
+    let tenant_id = &deployment.tenant_id;
+    let mut out = Vec::new();
+    for d in store.deployment_deltas(tenant_id, &deployment.id).await? {
+        let component_id = images
+            .iter()
+            .find(|i| i.file_sha256 == d.target_sha256)
+            .map(|i| i.image.component_id.clone())
+            .unwrap_or_default();
+        out.push(DeltaInfo {
+            component_id,
+            base_version: store.file_version(tenant_id, &d.base_sha256).await?,
+            base_sha256: d.base_sha256,
+            target_sha256: d.target_sha256,
+            name: d.name,
+            length: u64::try_from(d.delta_length).unwrap_or(0),
+            sha256: d.delta_sha256,
+        });
+    }
+    Ok(out)
 }
 
 async fn info(
     store: &Store,
     deployment: &Deployment,
     counts: ProgressCounts,
-    devices: Vec<DeviceProgressInfo>,
+    devices: Option<Vec<DeviceProgressInfo>>,
 ) -> Result<DeploymentInfo, UpdateError> {
-    let images = store
+    let published = store
         .deployment_images(&deployment.tenant_id, &deployment.id)
-        .await?
-        .into_iter()
-        .map(|i| i.image.id)
-        .collect();
+        .await?;
+    let images = published.iter().map(|i| i.image.id.clone()).collect();
+    let deltas_making = store
+        .deltas_making(&deployment.tenant_id, &deployment.id)
+        .await?;
+    // Rows in `show` only, like the devices.
+    let deltas = match devices {
+        Some(_) => delta_rows(store, deployment, &published).await?,
+        None => Vec::new(),
+    };
     let awaiting_targets_signature =
         match awaiting_signature(store, &deployment.tenant_id, &deployment.group_id).await? {
             None => false,
@@ -122,7 +151,9 @@ async fn info(
         created_at: timestamp(deployment.created_at),
         counts,
         awaiting_targets_signature,
-        devices,
+        deltas_state: if deltas_making { "making" } else { "ready" }.to_owned(),
+        deltas,
+        devices: devices.unwrap_or_default(),
     })
 }
 
