@@ -172,17 +172,17 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
         MigrationSql::Both(include_str!("../../migrations/0009_fleet_view.sql")),
     ),
     (
+        10,
+        "delta_jobs",
+        MigrationSql::Both(include_str!("../../migrations/0010_delta_jobs.sql")),
+    ),
+    (
         11,
         "report_order",
         MigrationSql::PerBackend {
             sqlite: include_str!("../../migrations/0011_report_order.sqlite.sql"),
             postgres: include_str!("../../migrations/0011_report_order.postgres.sql"),
         },
-    ),
-    (
-        10,
-        "delta_jobs",
-        include_str!("../../migrations/0010_delta_jobs.sql"),
     ),
 ];
 
