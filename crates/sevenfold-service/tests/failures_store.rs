@@ -6,7 +6,7 @@ mod common;
 
 use sevenfold_service::store::{
     AttestationRecord, NewReport, ProblemEvent, ProblemKey, ReportRow, Store, VerdictWrite,
-    WebhookRecord, REPORT_CHUNK,
+    WebhookRecord,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -450,13 +450,13 @@ async fn a_large_mixed_batch_counts_each_new_record_once() {
 }
 
 #[tokio::test]
-async fn the_export_is_the_whole_report_in_chunks_in_report_order() {
+async fn the_export_is_the_whole_report_in_buffers_in_report_order() {
     each_backend(|store| async move {
         let tenant = store.create_tenant("t").await.unwrap().id;
-        // More than one chunk, in batches that arrive one after another
-        // (and several sharing a time of receipt, so the keyset's other
-        // columns matter), with reasons that need escaping.
-        let total = REPORT_CHUNK + 250;
+        // More than one buffer's worth, in batches that arrive one after
+        // another (and several sharing a time of receipt, so the order's
+        // other columns matter), with reasons that need escaping.
+        let total = 10_250;
         let now = 1_000 * DAY_MS;
         for (n, start) in (0..total).step_by(100).enumerate() {
             let batch: Vec<NewReport> = (start..(start + 100).min(total))

@@ -495,9 +495,6 @@ pub(super) async fn problem_in(
     problem_from_row(&row)
 }
 
-/// Rows per keyset-paged query of [`Store::report_export`] on PostgreSQL.
-pub const REPORT_CHUNK: usize = 10_000;
-
 /// The columns of one report row over `failure_reports r` joined with
 /// `devices d`. Their order is what [`report_row`] reads and
 /// [`ReportRow`]'s field order.

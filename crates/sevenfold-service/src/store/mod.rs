@@ -86,7 +86,7 @@ pub use deployments::{
 pub use error::StoreError;
 pub use failures::{
     version_newer, IngestOutcome, NewReport, ProblemEvent, ProblemKey, ProblemRecord, ReportCursor,
-    ReportRow, StoredReport, DEFAULT_RETENTION_DAYS, REPORT_CHUNK,
+    ReportRow, StoredReport, DEFAULT_RETENTION_DAYS,
 };
 pub use fleet::{FleetDevice, FleetFilter, FleetState, FleetSummary, LastSeen};
 use model::clamp_limit;
@@ -231,9 +231,9 @@ pub struct Store {
     /// SQLite only: connections whose commits do not wait for the disk
     /// (see [`Store::begin_write_relaxed`]).
     relaxed: Option<AnyPool>,
-    /// SQLite only: the database as an SQLite URI, for readers of their own
-    /// (see `report_export`).
-    sqlite_uri: Option<Arc<str>>,
+    /// Where a reader of its own connects (see `report_export`): the
+    /// database as an SQLite URI, or the PostgreSQL URL.
+    reader_url: Arc<str>,
 }
 
 impl Store {
@@ -277,13 +277,16 @@ impl Store {
             ),
             Backend::Postgres => (None, None),
         };
-        let sqlite_uri = (backend == Backend::Sqlite).then(|| sqlite_uri(&url).into());
+        let reader_url = match backend {
+            Backend::Sqlite => sqlite_uri(&url).into(),
+            Backend::Postgres => url.as_str().into(),
+        };
         let store = Store {
             pool,
             backend,
             write_gate,
             relaxed,
-            sqlite_uri,
+            reader_url,
         };
         store.migrate().await?;
         tracing::debug!(backend = backend.as_str(), "store connected and migrated");
@@ -314,9 +317,10 @@ impl Store {
         self.backend
     }
 
-    /// SQLite only: the database as a URI that `sqlite3_open_v2` reads.
-    fn sqlite_uri(&self) -> Option<String> {
-        self.sqlite_uri.as_deref().map(str::to_owned)
+    /// Where a reader of its own connects: an SQLite URI that
+    /// `sqlite3_open_v2` reads, or the PostgreSQL URL.
+    fn reader_url(&self) -> String {
+        self.reader_url.to_string()
     }
 
     /// Checks the database answers (for readiness probes).

@@ -12,8 +12,9 @@
 //!   query as one statement: one consistent snapshot, and no per-row hop
 //!   through the pooled driver's worker thread nor conversion of every value,
 //!   which had been most of the cost of a large report.
-//! - **PostgreSQL**: keyset-paged queries of [`REPORT_CHUNK`] rows on the
-//!   pool, whose driver moves rows cheaply.
+//! - **PostgreSQL**: the same one statement on a connection of its own,
+//!   streamed and decoded by the native driver as borrowed text (the pooled
+//!   `Any` driver would convert every value into an owned one first).
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use rusqlite::types::ValueRef;
 use tokio::sync::mpsc;
 
 use super::error::StoreError;
-use super::failures::{report_sql, ReportCursor, ReportRow, REPORT_CHUNK};
+use super::failures::{report_sql, ReportRow};
 use super::{Backend, Store};
 
 /// Bytes of encoded rows per buffer sent.
@@ -112,67 +113,24 @@ impl Store {
             since,
             group: group.map(str::to_owned),
         };
-        match (self.backend(), self.sqlite_uri()) {
-            (Backend::Sqlite, Some(uri)) => {
+        let url = self.reader_url();
+        match self.backend() {
+            Backend::Sqlite => {
                 tokio::task::spawn_blocking(move || {
                     let mut out = Output::new(tx, encode);
-                    let read = read_sqlite(&uri, &query, &mut out);
+                    let read = read_sqlite(&url, &query, &mut out);
                     out.finish(read);
                 });
             }
-            _ => {
-                let store = self.clone();
+            Backend::Postgres => {
                 tokio::spawn(async move {
                     let mut out = Output::new(tx, encode);
-                    let read = store.read_paged(&query, &mut out).await;
+                    let read = read_postgres(&url, &query, &mut out).await;
                     out.finish_async(read).await;
                 });
             }
         }
         rx
-    }
-
-    /// The report through keyset pages on the pool (PostgreSQL).
-    async fn read_paged<E>(
-        &self,
-        query: &ExportQuery,
-        out: &mut Output<E>,
-    ) -> Result<(), StoreError>
-    where
-        E: FnMut(&ReportRowRef<'_>, &mut String),
-    {
-        // Sent through a clone: a future holding `&Output` would need the
-        // encoder to be `Sync`.
-        let tx = out.tx.clone();
-        let mut after: Option<ReportCursor> = None;
-        loop {
-            let rows = self
-                .report_page(
-                    &query.tenant_id,
-                    query.since,
-                    query.group.as_deref(),
-                    after.as_ref(),
-                    REPORT_CHUNK as u32,
-                )
-                .await?;
-            for row in &rows {
-                if let Some(full) = out.push(&row.as_row_ref()) {
-                    if tx.send(Ok(full)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-            match rows.last() {
-                Some(last) if rows.len() == REPORT_CHUNK => {
-                    after = Some((
-                        last.received_at,
-                        last.device_id.clone(),
-                        last.record_id.clone(),
-                    ));
-                }
-                _ => return Ok(()),
-            }
-        }
     }
 }
 
@@ -271,6 +229,64 @@ where
         };
         if let Some(full) = out.push(&view) {
             if !out.send_blocking(full) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The report in one statement on a connection of its own (PostgreSQL),
+/// its rows decoded by the native driver as borrowed text.
+async fn read_postgres<E>(
+    url: &str,
+    query: &ExportQuery,
+    out: &mut Output<E>,
+) -> Result<(), StoreError>
+where
+    E: FnMut(&ReportRowRef<'_>, &mut String),
+{
+    use futures_util::TryStreamExt;
+    use sqlx::{Connection, Row};
+    // Sent through a clone: a future holding `&Output` would need the
+    // encoder to be `Sync`.
+    let tx = out.tx.clone();
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let sql = report_sql(query.group.is_some(), false, false);
+    let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&query.tenant_id)
+        .bind(query.since);
+    if let Some(group) = &query.group {
+        statement = statement.bind(group);
+    }
+    let mut rows = statement.fetch(&mut conn);
+    while let Some(row) = rows.try_next().await? {
+        let text = |i: usize| -> Result<&str, StoreError> {
+            row.try_get::<&str, _>(i)
+                .map_err(|e| StoreError::Corrupt(format!("error report column {i}: {e}")))
+        };
+        let optional = |i: usize| -> Result<Option<&str>, StoreError> {
+            row.try_get::<Option<&str>, _>(i)
+                .map_err(|e| StoreError::Corrupt(format!("error report column {i}: {e}")))
+        };
+        let integer = |i: usize| -> Result<i64, StoreError> {
+            row.try_get::<i64, _>(i)
+                .map_err(|e| StoreError::Corrupt(format!("error report column {i}: {e}")))
+        };
+        let view = ReportRowRef {
+            device_id: text(0)?,
+            record_id: text(1)?,
+            group_id: optional(2)?,
+            at: integer(3)?,
+            received_at: integer(4)?,
+            component_id: text(5)?,
+            component_version: text(6)?,
+            kind: text(7)?,
+            reason: text(8)?,
+            problem_id: optional(9)?,
+        };
+        if let Some(full) = out.push(&view) {
+            if tx.send(Ok(full)).await.is_err() {
                 return Ok(());
             }
         }
