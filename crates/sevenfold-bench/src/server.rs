@@ -119,6 +119,17 @@ impl ServerProcess {
         data_dir: &Path,
         database: Option<&str>,
     ) -> ServerProcess {
+        ServerProcess::start_with_env(server_bin, data_dir, database, &[])
+    }
+
+    /// [`ServerProcess::start`] with extra environment variables for the
+    /// server (its `SEVENFOLD_*` settings).
+    pub fn start_with_env(
+        server_bin: Option<&Path>,
+        data_dir: &Path,
+        database: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let mut cmd = match server_bin {
             Some(bin) => {
                 let mut c = Command::new(bin);
@@ -147,7 +158,8 @@ impl ServerProcess {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied());
         let mut child = cmd.spawn().expect("start the server");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
