@@ -3,10 +3,13 @@
 //! `openssl speed` baseline, Prometheus text, and the nginx baseline's
 //! configuration.
 //!
-//! Everything here is plain parsing and arithmetic so it can be unit-tested;
-//! the binaries do the I/O.
+//! Everything here but [`server`] is plain parsing and arithmetic so it can
+//! be unit-tested; the binaries do the I/O. [`server`] starts the service
+//! and talks to it, for every binary alike.
 
 #![forbid(unsafe_code)]
+
+pub mod server;
 
 use std::path::Path;
 use std::time::Duration;
