@@ -25,6 +25,9 @@ use super::error::StoreError;
 use super::failures::{report_sql, ReportRow};
 use super::{Backend, Store};
 
+/// What the reader sends: a buffer of encoded rows, or the error that ended it.
+type Sent = Result<String, StoreError>;
+
 /// Bytes of encoded rows per buffer sent.
 const BUFFER_BYTES: usize = 256 * 1024;
 /// Buffers encoded ahead of the reader.
@@ -142,7 +145,7 @@ struct ExportQuery {
 
 /// The encoder and the buffer it fills.
 struct Output<E> {
-    tx: mpsc::Sender<Result<String, StoreError>>,
+    tx: mpsc::Sender<Sent>,
     encode: E,
     buffer: String,
 }
@@ -151,7 +154,7 @@ impl<E> Output<E>
 where
     E: FnMut(&ReportRowRef<'_>, &mut String),
 {
-    fn new(tx: mpsc::Sender<Result<String, StoreError>>, encode: E) -> Self {
+    fn new(tx: mpsc::Sender<Sent>, encode: E) -> Self {
         Output {
             tx,
             encode,
@@ -172,23 +175,29 @@ where
         self.tx.blocking_send(Ok(buffer)).is_ok()
     }
 
-    /// Sends what is left, or the error that ended the read.
-    fn finish(self, read: Result<(), StoreError>) {
+    /// What is left to send after the read: the last buffer, or the error
+    /// that ended the read (nothing when the read ended on a full buffer).
+    fn last(self, read: Result<(), StoreError>) -> (mpsc::Sender<Sent>, Option<Sent>) {
         let last = match read {
-            Ok(()) if self.buffer.is_empty() => return,
-            Ok(()) => Ok(self.buffer),
-            Err(e) => Err(e),
+            Ok(()) if self.buffer.is_empty() => None,
+            Ok(()) => Some(Ok(self.buffer)),
+            Err(e) => Some(Err(e)),
         };
-        let _ = self.tx.blocking_send(last);
+        (self.tx, last)
     }
 
+    /// Sends what is left, from a blocking thread.
+    fn finish(self, read: Result<(), StoreError>) {
+        if let (tx, Some(last)) = self.last(read) {
+            let _ = tx.blocking_send(last);
+        }
+    }
+
+    /// Sends what is left, from a task.
     async fn finish_async(self, read: Result<(), StoreError>) {
-        let last = match read {
-            Ok(()) if self.buffer.is_empty() => return,
-            Ok(()) => Ok(self.buffer),
-            Err(e) => Err(e),
-        };
-        let _ = self.tx.send(last).await;
+        if let (tx, Some(last)) = self.last(read) {
+            let _ = tx.send(last).await;
+        }
     }
 }
 
