@@ -16,6 +16,8 @@ const ATTEMPTS: u32 = 5;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// A single request, body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// Bytes gathered before each write to the partial file.
+const WRITE_BUFFER: usize = 1 << 20;
 
 /// Why a download was refused. `Network` is worth retrying later; the
 /// others are attacks or damage and are reported.
@@ -122,7 +124,7 @@ async fn fetch_once(
             )))
         }
     };
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = tokio::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .append(append)
@@ -130,6 +132,9 @@ async fn fetch_once(
         .open(part)
         .await
         .map_err(|e| local(part, e))?;
+    // Each write to a tokio `File` is a trip to the blocking pool: gather
+    // the network's small chunks into large writes.
+    let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut written = if append { offset } else { 0 };
     loop {
         let chunk = match response.chunk().await {
@@ -147,7 +152,11 @@ async fn fetch_once(
         file.write_all(&chunk).await.map_err(|e| local(part, e))?;
         written += chunk.len() as u64;
     }
-    file.sync_all().await.map_err(|e| local(part, e))?;
+    file.flush().await.map_err(|e| local(part, e))?;
+    file.get_ref()
+        .sync_all()
+        .await
+        .map_err(|e| local(part, e))?;
     if written < length {
         return Err(DownloadError::Network(format!(
             "the connection closed after {written} of {length} bytes"

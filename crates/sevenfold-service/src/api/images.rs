@@ -341,7 +341,7 @@ pub(crate) async fn download_image(
         .open_blob(&found.blob_key)
         .await
         .map_err(|e| ApiError::Internal(format!("blob {} unreadable: {e}", found.blob_key)))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let body = Body::from_stream(crate::blobs::BlobStore::stream(file));
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),

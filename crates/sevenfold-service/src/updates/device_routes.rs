@@ -158,7 +158,7 @@ pub(crate) async fn target(
     blob.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(blob));
+    let body = Body::from_stream(crate::blobs::BlobStore::stream(blob));
     let mut response = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::ACCEPT_RANGES, "bytes")
