@@ -269,3 +269,90 @@ fn deployment_create_returns_before_its_deltas_are_made_and_they_are_signed_in_a
     assert_eq!(outcome["delta_used"], true, "{report}");
     assert_eq!(outcome["downloaded_bytes"], length, "{report}");
 }
+
+/// blink's module with a custom section of `len` pseudo-random bytes
+/// (seeded) appended: still a valid module that runs as blink, large
+/// enough that making a delta takes a while.
+fn padded_blink(f: &Fleet, name: &str, seed: u64, len: usize) -> std::path::PathBuf {
+    let mut module =
+        std::fs::read(Path::new(env!("SEVENFOLD_SAMPLE_WASM_DIR")).join("blink.wasm")).unwrap();
+    let mut padding = Vec::with_capacity(len);
+    let mut x = seed | 1;
+    while padding.len() < len {
+        // xorshift64: cheap, repeatable filler.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        padding.extend_from_slice(&x.to_le_bytes());
+    }
+    padding.truncate(len);
+    let section_name = b"padding";
+    let mut body = leb128(section_name.len());
+    body.extend_from_slice(section_name);
+    body.extend_from_slice(&padding);
+    module.push(0); // custom section
+    module.extend(leb128(body.len()));
+    module.extend(body);
+    let path = f.path(name);
+    std::fs::write(&path, module).unwrap();
+    path
+}
+
+fn leb128(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[test]
+fn a_server_killed_while_making_deltas_has_them_made_once_its_claim_runs_out() {
+    // A 2 s claim on the job, so the restarted server takes it over soon.
+    let env = [("SEVENFOLD_DELTA_LEASE_SECS", "2")];
+    let mut f = Fleet::start(&env);
+    let v1_wasm = padded_blink(&f, "blink-1.wasm", 7, 4 << 20);
+    let (v1, v1_file) = f.image_from("1.0.0", 1, "release", &v1_wasm);
+    let (state, _) = f.device("dev1", &v1_file);
+    f.deploy(&v1, &[]);
+    assert_eq!(update(&state)["outcomes"][0]["state"], "up-to-date");
+
+    // v2: the same padding with one stretch in the middle changed.
+    let mut v2_wasm = std::fs::read(&v1_wasm).unwrap();
+    let middle = v2_wasm.len() / 2;
+    for b in &mut v2_wasm[middle..middle + 4096] {
+        *b ^= 0x5a;
+    }
+    let v2_path = f.path("blink-2.wasm");
+    std::fs::write(&v2_path, &v2_wasm).unwrap();
+    let (v2, v2_file) = f.image_from("2.0.0", 2, "release", &v2_path);
+    let created = f.create_deployment(&v2, &[]);
+    assert_eq!(created["deltas_state"], "making", "{created}");
+    let d2 = created["id"].as_str().unwrap().to_owned();
+
+    // The server dies while making the delta (bsdiff of 4 MiB takes far
+    // longer than this) and comes back on the same data and ports.
+    f.server.crash_and_restart(None, &env);
+    assert_eq!(
+        f.show(&d2)["deltas_state"],
+        "making",
+        "the job was abandoned mid-way"
+    );
+
+    // Its housekeeping takes the job over once the dead claim runs out,
+    // makes the delta and signs it in.
+    let shown = f.wait_for_deltas(&d2);
+    let length = listed_delta(&shown, &v1_file);
+    assert!(length < file_len(&v2_file) / 10, "{shown}");
+    let report = update(&state);
+    let outcome = &report["outcomes"][0];
+    assert_eq!(outcome["state"], "installed", "{report}");
+    assert_eq!(outcome["delta_used"], true, "{report}");
+    assert_eq!(outcome["downloaded_bytes"], length, "{report}");
+    assert_eq!(active_sha256(&state), file_sha256(&v2_file));
+}

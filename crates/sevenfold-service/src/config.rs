@@ -81,6 +81,10 @@ pub struct ConfigLayer {
     /// default suits devices that each have their own address; raise it
     /// when many devices share one (carrier-grade NAT, a fleet simulator).
     pub nonces_per_source: Option<u32>,
+    /// How long, in seconds, a replica's claim on a deployment's delta job
+    /// lasts. If the replica dies mid-way, another replica's housekeeping
+    /// takes the job over once the claim has run out.
+    pub delta_lease_secs: Option<u64>,
 }
 
 impl ConfigLayer {
@@ -147,6 +151,10 @@ impl ConfigLayer {
                 "SEVENFOLD_NONCES_PER_SOURCE",
                 get("SEVENFOLD_NONCES_PER_SOURCE"),
             )?,
+            delta_lease_secs: parse(
+                "SEVENFOLD_DELTA_LEASE_SECS",
+                get("SEVENFOLD_DELTA_LEASE_SECS"),
+            )?,
         })
     }
 
@@ -167,6 +175,7 @@ impl ConfigLayer {
             ca_wrap_key: self.ca_wrap_key.or(lower.ca_wrap_key),
             tuf_timestamp_ttl_secs: self.tuf_timestamp_ttl_secs.or(lower.tuf_timestamp_ttl_secs),
             nonces_per_source: self.nonces_per_source.or(lower.nonces_per_source),
+            delta_lease_secs: self.delta_lease_secs.or(lower.delta_lease_secs),
         }
     }
 }
@@ -198,6 +207,8 @@ pub struct ServerConfig {
     pub tuf_timestamp_ttl_secs: u64,
     /// Attestation nonces per client address per minute (default 300).
     pub nonces_per_source: u32,
+    /// How long a claim on a delta job lasts, seconds (default 30 minutes).
+    pub delta_lease_secs: u64,
 }
 
 /// Default operator API address.
@@ -266,6 +277,12 @@ impl ServerConfig {
                 "nonces-per-source must be between 1 and 1000000 (got {nonces_per_source})"
             )));
         }
+        let delta_lease_secs = merged.delta_lease_secs.unwrap_or(30 * 60);
+        if !(1..=7 * 86_400).contains(&delta_lease_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "delta-lease-secs must be between 1 and 604800 (got {delta_lease_secs})"
+            )));
+        }
         let json_logs = match merged.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -288,6 +305,7 @@ impl ServerConfig {
             ca_wrap_key: merged.ca_wrap_key,
             tuf_timestamp_ttl_secs: merged.tuf_timestamp_ttl_secs.unwrap_or(86_400).max(1),
             nonces_per_source,
+            delta_lease_secs,
         })
     }
 }
@@ -327,6 +345,7 @@ mod tests {
         assert_eq!(c.database, "sqlite:///env/sevenfold.db?mode=rwc");
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.nonces_per_source, 300);
+        assert_eq!(c.delta_lease_secs, 1800);
     }
 
     #[test]
@@ -339,6 +358,16 @@ mod tests {
         assert_eq!(c.nonces_per_source, 100_000);
         let zero = env(&[("SEVENFOLD_NONCES_PER_SOURCE", "0")]);
         assert!(ServerConfig::resolve(ConfigLayer::default(), zero, None).is_err());
+    }
+
+    #[test]
+    fn the_delta_lease_can_be_shortened_but_not_to_nothing() {
+        let short = env(&[("SEVENFOLD_DELTA_LEASE_SECS", "2")]);
+        let c = ServerConfig::resolve(ConfigLayer::default(), short, None).unwrap();
+        assert_eq!(c.delta_lease_secs, 2);
+        let zero = env(&[("SEVENFOLD_DELTA_LEASE_SECS", "0")]);
+        let err = ServerConfig::resolve(ConfigLayer::default(), zero, None).unwrap_err();
+        assert!(err.to_string().contains("delta-lease-secs"), "{err}");
     }
 
     #[test]

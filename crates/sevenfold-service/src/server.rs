@@ -102,7 +102,9 @@ impl RunningServer {
 /// Opens storage, prepares TLS, binds the listener and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::io(&config.data_dir, e))?;
-    let store = Store::connect(&config.database, config.database_max_connections).await?;
+    let store = Store::connect(&config.database, config.database_max_connections)
+        .await?
+        .with_delta_lease(Duration::from_secs(config.delta_lease_secs));
     let blobs = BlobStore::open(&config.data_dir.join("blobs"))
         .await
         .map_err(|e| ServerError::io(&config.data_dir.join("blobs"), e))?;
@@ -191,9 +193,10 @@ fn wrap_key(config: &ServerConfig) -> Result<sevenfold_pki::KeyWrap, ServerError
 async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let store = state.store.clone();
     let expiry = crate::updates::Expiry::with_timestamp_secs(state.config.tuf_timestamp_ttl_secs);
+    let interval = housekeeping_interval(state.config.delta_lease_secs);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
         if let Err(e) = store
@@ -211,6 +214,13 @@ async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "taking over delta jobs failed"),
         }
     }
+}
+
+/// Housekeeping runs every minute, or twice per delta lease when that is
+/// shorter, so a dead replica's delta job waits at most one and a half
+/// leases for a taker.
+fn housekeeping_interval(delta_lease_secs: u64) -> Duration {
+    Duration::from_secs((delta_lease_secs / 2).clamp(1, 60))
 }
 
 async fn accept_loop(

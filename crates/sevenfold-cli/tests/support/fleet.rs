@@ -117,6 +117,18 @@ impl Fleet {
         key: &str,
         wasm: &str,
     ) -> (String, PathBuf) {
+        let payload = Path::new(env!("SEVENFOLD_SAMPLE_WASM_DIR")).join(wasm);
+        self.image_from(version, security_version, key, &payload)
+    }
+
+    /// Like [`Fleet::image`], with the module at `payload`.
+    pub fn image_from(
+        &self,
+        version: &str,
+        security_version: u32,
+        key: &str,
+        payload: &Path,
+    ) -> (String, PathBuf) {
         let manifest: Value = serde_json::from_str(
             &std::fs::read_to_string(
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("../../apps/blink/app_manifest.json"),
@@ -135,7 +147,7 @@ impl Fleet {
             "--manifest",
             s(&manifest_path),
             "--payload",
-            s(&Path::new(env!("SEVENFOLD_SAMPLE_WASM_DIR")).join(wasm)),
+            s(payload),
             "--key",
             s(&self.path(&format!("{key}.pem"))),
             "--out",

@@ -135,13 +135,45 @@ impl TestServer {
     /// Starts a server on a free port with `data_dir`, optionally on `database`,
     /// with extra environment variables; waits for its ready line.
     pub fn start(data_dir: &Path, database: Option<&str>, env: &[(&str, &str)]) -> TestServer {
+        Self::start_on(data_dir, database, env, ["127.0.0.1:0", "127.0.0.1:0"])
+    }
+
+    /// Kills the server with SIGKILL (no graceful shutdown: a crash or a
+    /// power cut) and starts another on the same data directory, database
+    /// and ports, so devices find it where they knew it.
+    pub fn crash_and_restart(&mut self, database: Option<&str>, env: &[(&str, &str)]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let addr = |url: &str| {
+            url.trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        let listen = [addr(&self.url), addr(&self.device_url)];
+        let restarted = Self::start_on(
+            &self.data_dir,
+            database,
+            env,
+            [listen[0].as_str(), listen[1].as_str()],
+        );
+        *self = restarted;
+    }
+
+    fn start_on(
+        data_dir: &Path,
+        database: Option<&str>,
+        env: &[(&str, &str)],
+        [listen, device_listen]: [&str; 2],
+    ) -> TestServer {
         let mut cmd = Command::new(bin());
         cmd.args([
             "--output",
             "json",
             "server",
             "--listen",
-            "127.0.0.1:0",
+            listen,
+            "--device-listen",
+            device_listen,
             "--data-dir",
         ])
         .arg(data_dir)

@@ -11,7 +11,8 @@ use sqlx::any::AnyRow;
 use super::{col, now_millis, to_count, Store, StoreError};
 
 /// How long a replica holds a deployment's delta job (ms) before another
-/// replica's housekeeping may take it over: long enough for the largest
+/// replica's housekeeping may take it over, unless the server configures
+/// its own ([`Store::with_delta_lease`]): long enough for the largest
 /// runtime's deltas (about two minutes each, docs/benchmarks.md).
 pub const DELTA_LEASE_MS: i64 = 30 * 60 * 1000;
 /// A delta from `base_sha256` to `target_sha256`, stored as a blob.
@@ -223,7 +224,7 @@ impl Store {
 
     /// Takes the delta job of a deployment whose deltas are still being
     /// made and whose holder's lease ran out (or that nobody holds), until
-    /// `now + DELTA_LEASE_MS`. False when another replica holds it or it is
+    /// `now` plus the store's delta lease. False when another replica holds it or it is
     /// done: a conditional update, so one replica wins.
     pub async fn claim_delta_job(
         &self,
@@ -239,7 +240,7 @@ impl Store {
         )
         .bind(tenant_id)
         .bind(deployment_id)
-        .bind(now.saturating_add(DELTA_LEASE_MS))
+        .bind(now.saturating_add(self.delta_lease_ms()))
         .bind(now)
         .execute(&mut *tx)
         .await?;

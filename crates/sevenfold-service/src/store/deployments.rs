@@ -235,7 +235,7 @@ impl Store {
         .bind(&deployment.created_by)
         .bind(now)
         .bind(now)
-        .bind(now.saturating_add(super::DELTA_LEASE_MS))
+        .bind(now.saturating_add(self.delta_lease_ms()))
         .execute(&mut *tx)
         .await?;
         for image in &new.images {

@@ -234,6 +234,9 @@ pub struct Store {
     /// Where a reader of its own connects (see `report_export`): the
     /// database as an SQLite URI, or the PostgreSQL URL.
     reader_url: Arc<str>,
+    /// How long a claim on a delta job lasts, milliseconds (see
+    /// [`Store::with_delta_lease`]).
+    delta_lease_ms: i64,
 }
 
 impl Store {
@@ -287,6 +290,7 @@ impl Store {
             write_gate,
             relaxed,
             reader_url,
+            delta_lease_ms: DELTA_LEASE_MS,
         };
         store.migrate().await?;
         tracing::debug!(backend = backend.as_str(), "store connected and migrated");
@@ -310,6 +314,21 @@ impl Store {
     async fn migrate(&self) -> Result<(), StoreError> {
         migrator(self.backend, i64::MAX).run(&self.pool).await?;
         Ok(())
+    }
+
+    /// The same store, whose claims on delta jobs last `lease` (default
+    /// [`DELTA_LEASE_MS`]). Shorter means a dead replica's job is taken
+    /// over sooner; the lease must outlast the longest job, or two
+    /// replicas make the same deltas (harmless, since recording them is
+    /// idempotent, but wasted work).
+    pub fn with_delta_lease(mut self, lease: std::time::Duration) -> Store {
+        self.delta_lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// How long a claim on a delta job lasts, milliseconds.
+    pub(crate) fn delta_lease_ms(&self) -> i64 {
+        self.delta_lease_ms
     }
 
     /// Which database this store is on.

@@ -26,7 +26,7 @@ use std::time::Duration;
 use sevenfold_core::delta;
 use sevenfold_core::update::DELTA_SUFFIX;
 use tokio::io::AsyncReadExt;
-use tokio::sync::Semaphore;
+use tokio::sync::Mutex;
 
 use super::{repo, Expiry, UpdateError};
 use crate::api::AppState;
@@ -45,7 +45,7 @@ const SETTLE_WAIT: Duration = Duration::from_secs(240);
 
 /// One delta job at a time per process: making a delta holds two package
 /// files in memory and a core busy, and deployments come in bursts.
-static MAKING: Semaphore = Semaphore::const_new(1);
+static MAKING: Mutex<()> = Mutex::const_new(());
 
 async fn read_blob(blobs: &BlobStore, key: &str) -> std::io::Result<Vec<u8>> {
     let mut file = blobs.open_blob(key).await?;
@@ -220,10 +220,7 @@ pub(crate) async fn run_job(
     tenant_id: &str,
     deployment_id: &str,
 ) -> Result<Vec<DeploymentDelta>, UpdateError> {
-    let _turn = MAKING
-        .acquire()
-        .await
-        .map_err(|e| UpdateError::Crypto(format!("delta queue: {e}")))?;
+    let _turn = MAKING.lock().await;
     let (store, blobs) = (&state.store, &state.blobs);
     let deployment = store.deployment(tenant_id, deployment_id).await?;
     let group = (tenant_id, deployment.group_id.as_str());
