@@ -240,6 +240,7 @@ impl Agent {
             Ok(pass) => self
                 .state
                 .save_certificate(&pass.certificate_chain_pem)
+                .and_then(|()| self.state.save_remediation(None))
                 .and_then(|()| {
                     self.update_status(|s| {
                         s.last_attestation_at = Some(rfc3339(now));
@@ -250,9 +251,16 @@ impl Agent {
                         s.last_error = None;
                     })
                 }),
-            Err(AttestError::Refused { reasons }) => {
+            Err(AttestError::Refused {
+                reasons,
+                remediation,
+            }) => {
                 self.journal_refusal(reasons);
-                self.state.remove_certificate().and_then(|()| {
+                let saved = self
+                    .state
+                    .remove_certificate()
+                    .and_then(|()| self.state.save_remediation(remediation.as_ref()));
+                saved.and_then(|()| {
                     self.update_status(|s| {
                         s.last_attestation_at = Some(rfc3339(now));
                         s.verdict = Some(VERDICT_FAIL.to_owned());

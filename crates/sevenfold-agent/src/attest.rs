@@ -59,6 +59,10 @@ pub enum AttestError {
     Refused {
         /// The verifier's reasons.
         reasons: Vec<String>,
+        /// A restricted session to fetch the update that remedies it, when
+        /// the service grants one (the device is genuine; only its
+        /// software was refused).
+        remediation: Option<sevenfold_core::attestation::RemediationSession>,
     },
     /// The service asks the device to slow down.
     #[error("the Security Service is rate-limiting this device; retry {}", match retry_after {
@@ -185,6 +189,7 @@ pub(crate) async fn submit(
             } else {
                 verdict.reasons
             },
+            remediation: verdict.remediation,
         }),
         (status, other) => Err(AttestError::Protocol(format!(
             "verdict {other:?} with HTTP {}",

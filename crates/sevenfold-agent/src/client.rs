@@ -45,7 +45,7 @@ pub(crate) struct Reply {
 impl ServiceClient {
     /// Server-authenticated TLS only (for attestation).
     pub(crate) fn new(state: &StateDir) -> Result<ServiceClient, AgentError> {
-        ServiceClient::build(state, None)
+        ServiceClient::build(state, None, None)
     }
 
     /// Mutual TLS with the device certificate chain and the TLS key.
@@ -54,15 +54,30 @@ impl ServiceClient {
         chain_pem: &str,
         key: &TlsKey,
     ) -> Result<ServiceClient, AgentError> {
-        ServiceClient::build(state, Some((chain_pem, key)))
+        ServiceClient::build(state, Some((chain_pem, key)), None)
+    }
+
+    /// Server-authenticated TLS with a restricted session's bearer token
+    /// (a device whose software failed attestation, fetching its remedy).
+    pub(crate) fn with_session(state: &StateDir, token: &str) -> Result<ServiceClient, AgentError> {
+        ServiceClient::build(state, None, Some(token))
     }
 
     fn build(
         state: &StateDir,
         identity: Option<(&str, &TlsKey)>,
+        bearer: Option<&str>,
     ) -> Result<ServiceClient, AgentError> {
         let tls = tls_config(&state.service_ca_pem()?, identity)?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = bearer {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| AgentError::Tls("the session token is not a header value".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .tls_backend_preconfigured(tls)
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())

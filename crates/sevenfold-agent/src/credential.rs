@@ -74,6 +74,7 @@ fn answer<T: serde::de::DeserializeOwned>(reply: Reply, what: &str) -> Result<T,
         StatusCode::UNPROCESSABLE_ENTITY => match reply.into_error() {
             AttestError::Service { detail, .. } => Err(AttestError::Refused {
                 reasons: vec![format!("TPM credential activation refused: {detail}")],
+                remediation: None,
             }),
             other => Err(other),
         },

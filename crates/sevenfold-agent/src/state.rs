@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
+use sevenfold_core::attestation::RemediationSession;
 use sevenfold_core::manifest::ImageType;
 use sevenfold_core::package::{
     read_package, Limits, TrustedKeys, UnverifiedPackage, FILE_EXTENSION,
@@ -41,6 +42,8 @@ pub const IMAGES_DIR: &str = "images";
 pub const TLS_KEY_FILE: &str = "tls-key.p8";
 /// The device certificate chain.
 pub const DEVICE_CERT_FILE: &str = "device-cert.pem";
+/// The restricted update session of the last failing verdict (JSON).
+pub(crate) const REMEDIATION_FILE: &str = "remediation.json";
 /// Suffix of a trusted key file.
 pub const TRUSTED_KEY_SUFFIX: &str = ".pub.pem";
 
@@ -559,6 +562,35 @@ impl StateDir {
     /// Removes the device certificate (after a failed attestation).
     pub(crate) fn remove_certificate(&self) -> Result<(), AgentError> {
         fsutil::remove(&self.root, DEVICE_CERT_FILE)
+    }
+
+    /// Keeps the restricted update session of a failing verdict, or
+    /// removes the one kept (`None`: a pass, or a fail without one).
+    pub(crate) fn save_remediation(
+        &self,
+        session: Option<&RemediationSession>,
+    ) -> Result<(), AgentError> {
+        match session {
+            None => fsutil::remove(&self.root, REMEDIATION_FILE),
+            Some(session) => {
+                let json = serde_json::to_vec(session).map_err(|e| {
+                    AgentError::corrupt(self.root.join(REMEDIATION_FILE), e.to_string())
+                })?;
+                fsutil::write_atomic(&self.root, REMEDIATION_FILE, &json)
+            }
+        }
+    }
+
+    /// The restricted update session granted with the last failing
+    /// verdict, if any: what the update round uses without a certificate.
+    pub fn remediation(&self) -> Result<Option<RemediationSession>, AgentError> {
+        let path = self.root.join(REMEDIATION_FILE);
+        match fsutil::read_bounded(&path, MAX_STATUS_LEN, false)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| AgentError::corrupt(path, e.to_string())),
+        }
     }
 
     /// The counter map (`counters.toml`).

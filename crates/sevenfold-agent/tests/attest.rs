@@ -331,7 +331,7 @@ async fn a_fail_records_the_reasons_and_drops_the_certificate() {
         "runtime digest is not a released runtime".into(),
     ]);
     let err = agent.attest().await.unwrap_err();
-    let AttestError::Refused { reasons } = &err else {
+    let AttestError::Refused { reasons, .. } = &err else {
         panic!("{err}")
     };
     assert_eq!(reasons.len(), 2);

@@ -325,13 +325,25 @@ fn forged_logs_unknown_images_and_revoked_runtimes_are_refused() {
     // An image the tenant never uploaded (validly signed, though).
     let (component, unknown) = w.image("9.9.9", false);
     d.measure(ComponentKind::Application, &component, unknown);
-    w.refused(&d.attest(&w.device_api), "unknown image hash");
+    let r = d.attest(&w.device_api);
+    w.refused(&r, "unknown image hash");
+    // Genuine, running software the tenant does not know: a restricted
+    // session for that component's update only.
+    assert_eq!(
+        r.body["remediation"]["components"],
+        json!([component]),
+        "{r:?}"
+    );
+    assert_eq!(r.body["remediation"]["token"].as_str().unwrap().len(), 64);
 
     // An event log that hides what was measured: it names an uploaded image instead.
     let (_, known) = w.image("1.0.0", true);
     let mut forged = d.evidence(&d.nonce(&w.device_api));
     forged.event_log[1].digest = known.to_hex();
-    w.refused(&d.send(&w.device_api, &forged), "does not replay");
+    let r = d.send(&w.device_api, &forged);
+    w.refused(&r, "does not replay");
+    // Evidence that does not check out proves nothing: no session.
+    assert!(r.body["remediation"].is_null(), "{r:?}");
 
     // A revoked runtime release.
     let fresh = w.claimed_device();
@@ -344,7 +356,13 @@ fn forged_logs_unknown_images_and_revoked_runtimes_are_refused() {
         json!({}),
     );
     assert_eq!(r.status, 200, "{r:?}");
-    w.refused(&fresh.attest(&w.device_api), "revoked");
+    let r = fresh.attest(&w.device_api);
+    w.refused(&r, "revoked");
+    assert_eq!(
+        r.body["remediation"]["components"],
+        json!([RUNTIME_COMPONENT_ID]),
+        "{r:?}"
+    );
 }
 
 /// A TPM's PCRs reset only with the platform: every start of the agent in
@@ -442,7 +460,12 @@ fn untrusted_unclaimed_and_revoked_devices_are_refused() {
         json!({}),
     );
     assert_eq!(r.status, 200, "{r:?}");
-    w.refused(&d.attest(&w.device_api), "revoked");
+    let r = d.attest(&w.device_api);
+    w.refused(&r, "revoked");
+    assert!(
+        r.body["remediation"].is_null(),
+        "a revoked device gets no session"
+    );
     // A device reporting a failed boot check.
     let tampered = w.claimed_device();
     let nonce = tampered.nonce(&w.device_api);

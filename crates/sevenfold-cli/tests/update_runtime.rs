@@ -339,3 +339,83 @@ fn a_runtime_update_goes_through_a_delta_from_the_package_its_slot_keeps() {
     assert!(slot.contains("active = \"b\""), "{slot}");
     assert!(slot.contains(&file_sha256(&v3_file)), "{slot}");
 }
+
+#[test]
+fn a_device_on_a_revoked_runtime_fails_attestation_and_fetches_only_the_remediating_update() {
+    let f = Fleet::start(&[]);
+    let (_, v1_file) = f.image("1.0.0", 1, "release");
+    let (state, device) = f.device("dev1", &v1_file);
+    // The group publishes a new runtime and a new version of the app.
+    let fixed = runtime_image(&f, "2.0.0", 2, &padded_runtime(2));
+    let fixed_file = f.path("runtime-2.0.0.imagepackage");
+    let d_runtime = f.deploy(&fixed, &[]);
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    f.deploy(&v2, &[]);
+
+    // The runtime build this device runs (the test binary) is revoked.
+    let digest = file_sha256(Path::new(support::bin()));
+    f.op(&["runtime", "release", "revoke", &digest]);
+
+    let report = update(&state);
+    let outcome = |name: &str| {
+        report["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("no outcome for {name}: {report}"))
+            .clone()
+    };
+    // Refused, but genuine: the runtime update is fetched, verified and
+    // installed to the inactive slot; the app update is not offered.
+    assert_eq!(
+        outcome("sevenfold-runtime")["state"],
+        "restart-pending",
+        "{report}"
+    );
+    let app = outcome("blink");
+    assert_eq!(app["state"], "skipped", "{report}");
+    assert!(
+        app["reason"]
+            .as_str()
+            .unwrap()
+            .contains("restricted session"),
+        "{report}"
+    );
+    assert_eq!(
+        file_sha256(&state.join("runtime/a/package")),
+        file_sha256(&fixed_file)
+    );
+    assert!(
+        !state.join("device-cert.pem").exists(),
+        "a failing verdict leaves no certificate"
+    );
+    let attestations = f.op(&["device", "attestation", &device, "--tenant", "acme"]);
+    assert!(
+        attestations
+            .to_string()
+            .contains("is revoked; the device must update"),
+        "{attestations}"
+    );
+    // The deployment hears from the device through the session.
+    assert_ne!(device_row(&f.show(&d_runtime), &device)["state"], "pending");
+
+    // The service enforces the restriction, whatever the agent asks for.
+    let session: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("remediation.json")).unwrap()).unwrap();
+    assert_eq!(session["components"], json!(["runtime"]), "{session}");
+    let ca = std::fs::read_to_string(&f.server.ca_file).unwrap();
+    let token = session["token"].as_str().unwrap();
+    let as_session = support::Api::new(&f.server.device_url, &ca, token);
+    let target = |file: &Path| format!("/device/v1/tuf/targets/{}.x", file_sha256(file));
+    assert_eq!(as_session.get_raw(&target(&fixed_file)).0, 200);
+    let (status, body) = as_session.get_raw(&target(&v2_file));
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        as_session.get("/device/v1/whoami").status,
+        401,
+        "the session is not a device certificate"
+    );
+    let forged = support::Api::new(&f.server.device_url, &ca, &"0".repeat(64));
+    assert_eq!(forged.get_raw(&target(&fixed_file)).0, 401);
+}

@@ -253,6 +253,28 @@ pub struct AttestationResponse {
     /// On pass: the tenant the device belongs to.
     #[serde(default)]
     pub tenant_id: Option<String>,
+    /// On a fail where the evidence proved the device genuine and only its
+    /// software was refused (a revoked runtime, an unknown image): a
+    /// restricted session in which it may fetch the update that remedies
+    /// it, and nothing else.
+    #[serde(default)]
+    pub remediation: Option<RemediationSession>,
+}
+
+/// A restricted update session, granted with a failing verdict: no device
+/// certificate, only the group's TUF metadata, the targets of the refused
+/// components, and progress reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationSession {
+    /// Bearer token for the device API's update routes (`Authorization:
+    /// Bearer …`), sent over the service-authenticated TLS connection.
+    pub token: String,
+    /// When the session ends (RFC 3339).
+    pub expires_at: String,
+    /// The components whose targets it may fetch: [`RUNTIME_COMPONENT_ID`]
+    /// for any runtime image, else application component IDs.
+    pub components: Vec<String>,
 }
 
 // ---- checked evidence ---------------------------------------------------

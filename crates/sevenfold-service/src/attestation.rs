@@ -22,11 +22,14 @@
 //! [`verify`], and [`issue_certificate`] takes one, so no code path issues a
 //! certificate from unchecked evidence.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use sevenfold_core::attestation::{ComponentKind, Evidence, EvidenceBody, MeasuredComponents};
+use sevenfold_core::attestation::{
+    ComponentKind, Evidence, EvidenceBody, MeasuredComponents, RUNTIME_COMPONENT_ID,
+};
 use sevenfold_pki::CaCertificate;
 use sevenfold_rot::{PublicKey, QuoteFormat};
 
@@ -128,6 +131,10 @@ pub(crate) struct Refusal {
     /// The evidence's nonce, once it has been found outstanding: the
     /// refusal uses it up.
     pub(crate) nonce: Option<String>,
+    /// When the evidence proved the device genuine and only its software
+    /// was refused: the refused components, whose update it may still
+    /// fetch in a restricted session. Empty otherwise.
+    pub(crate) remediable: Vec<String>,
 }
 
 impl Refusal {
@@ -137,6 +144,7 @@ impl Refusal {
             reasons: vec![reason.into()],
             measured: None,
             nonce: None,
+            remediable: Vec::new(),
         }
     }
 
@@ -254,13 +262,15 @@ pub(crate) async fn verify(
 
     // Reference values.
     let mut reasons = Vec::new();
+    let mut refused = BTreeSet::new();
     for failure in &evidence.boot_failures {
         reasons.push(format!(
             "boot check failed for {}: {}",
             failure.component, failure.reason
         ));
+        refused.insert(failure.component.clone());
     }
-    judge_measurements(store, &tenant, &measured, &mut reasons)
+    judge_measurements(store, &tenant, &measured, &mut reasons, &mut refused)
         .await
         .map_err(Err)?;
     if !reasons.is_empty() {
@@ -269,6 +279,7 @@ pub(crate) async fn verify(
             reasons,
             measured: Some(measured),
             nonce: Some(nonce),
+            remediable: refused.into_iter().collect(),
         }));
     }
     Ok(VerifiedAttestation {
@@ -281,7 +292,8 @@ pub(crate) async fn verify(
 }
 
 /// Compares the verified measurements with the reference values; adds a
-/// reason for each that does not pass.
+/// reason for each that does not pass, and its component to `refused`
+/// ([`RUNTIME_COMPONENT_ID`] for a runtime).
 ///
 /// A TPM's PCRs reset only with the platform, so the log may hold several
 /// boot segments (one per start of the agent in this power cycle), each
@@ -295,6 +307,7 @@ async fn judge_measurements(
     tenant: &str,
     measured: &MeasuredComponents,
     reasons: &mut Vec<String>,
+    refused: &mut BTreeSet<String>,
 ) -> Result<(), StoreError> {
     if measured
         .events()
@@ -302,6 +315,7 @@ async fn judge_measurements(
         .is_none_or(|first| first.kind != ComponentKind::Runtime)
     {
         reasons.push("the event log does not begin with the runtime's measurement".to_owned());
+        refused.insert(RUNTIME_COMPONENT_ID.to_owned());
     }
     let boots = measured.boots().count();
     for (number, boot) in measured.boots().enumerate() {
@@ -316,33 +330,36 @@ async fn judge_measurements(
         for event in boot {
             match event.kind {
                 ComponentKind::Runtime => {
-                    match store.runtime_release(&event.digest.to_hex()).await? {
-                        None => reasons.push(format!(
+                    let reason = match store.runtime_release(&event.digest.to_hex()).await? {
+                        None => format!(
                             "runtime build {} (version {}) is not a known release{when}",
                             event.digest, event.version
-                        )),
-                        Some(release) if release.revoked_at.is_some() => reasons.push(format!(
+                        ),
+                        Some(release) if release.revoked_at.is_some() => format!(
                             "runtime release {} ({}) is revoked; the device must update{when}",
                             release.version, release.digest
-                        )),
-                        Some(_) => {}
-                    }
+                        ),
+                        Some(_) => continue,
+                    };
+                    reasons.push(reason);
+                    refused.insert(RUNTIME_COMPONENT_ID.to_owned());
                 }
-                ComponentKind::Application => match store
-                    .image(tenant, &event.digest.to_hex())
-                    .await
-                {
-                    Ok(image) if image.component_id == event.component_id => {}
-                    Ok(image) => reasons.push(format!(
-                        "image {} belongs to component {}, but the device ran it as {}{when}",
-                        event.digest, image.component_id, event.component_id
-                    )),
-                    Err(StoreError::NotFound { .. }) => reasons.push(format!(
-                        "unknown image hash {} for component {} ({} {}): not an image of this tenant{when}",
-                        event.digest, event.component_id, event.name, event.version
-                    )),
-                    Err(e) => return Err(e),
-                },
+                ComponentKind::Application => {
+                    let reason = match store.image(tenant, &event.digest.to_hex()).await {
+                        Ok(image) if image.component_id == event.component_id => continue,
+                        Ok(image) => format!(
+                            "image {} belongs to component {}, but the device ran it as {}{when}",
+                            event.digest, image.component_id, event.component_id
+                        ),
+                        Err(StoreError::NotFound { .. }) => format!(
+                            "unknown image hash {} for component {} ({} {}): not an image of this tenant{when}",
+                            event.digest, event.component_id, event.name, event.version
+                        ),
+                        Err(e) => return Err(e),
+                    };
+                    reasons.push(reason);
+                    refused.insert(event.component_id.clone());
+                }
             }
         }
     }
@@ -417,6 +434,7 @@ pub(crate) async fn issue_certificate(
                 reasons: vec!["the nonce is unknown or was already used (replay)".to_owned()],
                 measured: Some(verified.measured),
                 nonce: None,
+                remediable: Vec::new(),
             }))
         }
         Err(e) => return Err(tenant_ca::TenantCaError::from(e).into()),

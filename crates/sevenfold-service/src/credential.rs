@@ -181,6 +181,7 @@ async fn refused(
             reasons: vec![reason.clone()],
             measured: None,
             nonce: None,
+            remediable: Vec::new(),
         };
         if let Err(e) = record_refusal(store, device_id, &refusal, source, limit).await {
             return e.into();

@@ -12,7 +12,9 @@
 //! client address; bodies are small, and the listener caps connections and
 //! handshake time. Every other call needs the
 //! device's certificate (mutual TLS), checked against its tenant's CAs on
-//! every request, and a device that is not revoked.
+//! every request, and a device that is not revoked; the update routes also
+//! take a restricted session granted with a failing verdict
+//! ([`crate::remediation`]).
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -236,6 +238,7 @@ async fn evidence(
             certificate_chain_pem: Some(issued.chain_pem),
             not_after: Some(timestamp(issued.not_after_ms)),
             tenant_id: Some(issued.tenant_id),
+            remediation: None,
         },
     )
     .into_response())
@@ -257,6 +260,7 @@ async fn refuse(
             .await
             .map_err(limited)?;
     }
+    let remediation = crate::remediation::open(state, device_id, &refusal).await?;
     Ok(Verdict(
         StatusCode::UNPROCESSABLE_ENTITY,
         AttestationResponse {
@@ -265,6 +269,7 @@ async fn refuse(
             certificate_chain_pem: None,
             not_after: None,
             tenant_id: None,
+            remediation,
         },
     )
     .into_response())
@@ -306,24 +311,35 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let identity = verify_certificate(state, &chain.0, &trusted)?;
         let device_id = identity.device_id().to_string();
-        let device = match state.store.device(identity.tenant_id(), &device_id).await {
-            Ok(d) => d,
-            Err(crate::store::StoreError::NotFound { .. }) => {
-                return Err(ApiError::Forbidden(
-                    "the device no longer belongs to this tenant".into(),
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if device.revoked_at.is_some() {
-            return Err(ApiError::Forbidden("the device is revoked".into()));
-        }
+        ensure_claimed_and_unrevoked(state, identity.tenant_id(), &device_id).await?;
         Ok(AuthenticatedDevice {
             device_id,
             tenant_id: identity.tenant_id().to_owned(),
             not_after: identity.not_after(),
         })
     }
+}
+
+/// Refuses a device that left the tenant or was revoked: checked on every
+/// request, never cached, so `device revoke` takes effect at once.
+pub(crate) async fn ensure_claimed_and_unrevoked(
+    state: &AppState,
+    tenant_id: &str,
+    device_id: &str,
+) -> Result<(), ApiError> {
+    let device = match state.store.device(tenant_id, device_id).await {
+        Ok(d) => d,
+        Err(crate::store::StoreError::NotFound { .. }) => {
+            return Err(ApiError::Forbidden(
+                "the device no longer belongs to this tenant".into(),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if device.revoked_at.is_some() {
+        return Err(ApiError::Forbidden("the device is revoked".into()));
+    }
+    Ok(())
 }
 
 /// How long a device certificate, once verified, is remembered as such.

@@ -42,6 +42,7 @@ mod device_api;
 mod failures;
 mod metrics;
 mod recent;
+mod remediation;
 pub mod server;
 pub mod store;
 mod tenant_ca;

@@ -335,6 +335,6 @@ both_backends!(a_delta_job_is_held_taken_over_and_finished_once, |db| {
             .live_delta(&tenant, &group, &delta.delta_sha256)
             .await
             .unwrap(),
-        Some(delta.blob_key.clone())
+        Some((delta.blob_key.clone(), delta.target_sha256.clone()))
     );
 });

@@ -41,6 +41,7 @@ pub(crate) mod slots;
 mod transport;
 
 use serde::Serialize;
+use sevenfold_core::attestation::RUNTIME_COMPONENT_ID;
 use sevenfold_core::update::{in_rollout, ProgressReport, TargetCustom, PROGRESS_PATH};
 use sevenfold_rot::RootOfTrust;
 use tough::{ExpirationEnforcement, RepositoryLoader};
@@ -170,10 +171,21 @@ pub async fn update_once(
     };
     report.changed = !report.recovered.is_empty();
 
-    let chain = state
-        .certificate_pem()
-        .map_err(|_| UpdateError::NoCertificate)?;
-    let client = ServiceClient::with_identity(state, &chain, &state.tls_key()?)?;
+    // With a certificate, everything; without one, after a failing
+    // verdict that granted a restricted session, only the remedy.
+    let (client, restricted) = match state.certificate_pem() {
+        Ok(chain) => (
+            ServiceClient::with_identity(state, &chain, &state.tls_key()?)?,
+            None,
+        ),
+        Err(_) => match state.remediation()? {
+            Some(session) => (
+                ServiceClient::with_session(state, &session.token)?,
+                Some(session.components),
+            ),
+            None => return Err(UpdateError::NoCertificate),
+        },
+    };
     for (_, deployment, reason) in slots.take_unreported()? {
         report_progress(&client, &deployment, "rolled-back", Some(&reason)).await;
     }
@@ -215,6 +227,24 @@ pub async fn update_once(
                 Some(format!("unknown image type {:?}", custom.image_type)),
             ));
             continue;
+        }
+        if let Some(components) = &restricted {
+            let wanted = if is_runtime {
+                RUNTIME_COMPONENT_ID
+            } else {
+                custom.component_id.as_str()
+            };
+            if !components.iter().any(|c| c == wanted) {
+                report.outcomes.push(outcome(
+                    "skipped",
+                    Some(format!(
+                        "the last attestation failed: its restricted session fetches only the \
+                         update of {}",
+                        components.join(", ")
+                    )),
+                ));
+                continue;
+            }
         }
         if custom.halted {
             report.outcomes.push(outcome("halted", None));

@@ -557,7 +557,7 @@ fn print_outcome(
             "attested: pass, certificate valid until {}",
             rfc3339(pass.not_after)
         ),
-        (OutputMode::Text, Err(AttestError::Refused { reasons })) => {
+        (OutputMode::Text, Err(AttestError::Refused { reasons, .. })) => {
             format!("attested: fail: {}", reasons.join("; "))
         }
         (OutputMode::Json, Ok(pass)) => json_line(&AttestationLine {
@@ -568,14 +568,16 @@ fn print_outcome(
             tenant_id: Some(&pass.tenant_id),
             next_attempt_in_seconds,
         }),
-        (OutputMode::Json, Err(AttestError::Refused { reasons })) => json_line(&AttestationLine {
-            event: "attestation",
-            verdict: sevenfold_agent::VERDICT_FAIL,
-            reasons,
-            certificate_not_after: None,
-            tenant_id: None,
-            next_attempt_in_seconds,
-        }),
+        (OutputMode::Json, Err(AttestError::Refused { reasons, .. })) => {
+            json_line(&AttestationLine {
+                event: "attestation",
+                verdict: sevenfold_agent::VERDICT_FAIL,
+                reasons,
+                certificate_not_after: None,
+                tenant_id: None,
+                next_attempt_in_seconds,
+            })
+        }
         (_, Err(_)) => return,
     };
     println!("{line}");

@@ -65,7 +65,7 @@ impl Render for UpdateNowReport {
 fn verdict_text(outcome: &Result<Attestation, AttestError>) -> String {
     match outcome {
         Ok(_) => "pass".to_owned(),
-        Err(AttestError::Refused { reasons }) => format!("fail: {}", reasons.join("; ")),
+        Err(AttestError::Refused { reasons, .. }) => format!("fail: {}", reasons.join("; ")),
         Err(e) => format!("error: {e}"),
     }
 }
@@ -94,6 +94,15 @@ pub(super) async fn update_now(
                 "attestation is rate-limited; fetching updates with the current certificate"
             )
         }
+        // Genuine, but running refused software: fetch only the remedy.
+        Err(AttestError::Refused {
+            reasons,
+            remediation: Some(session),
+        }) => tracing::warn!(
+            reasons = %reasons.join("; "),
+            components = %session.components.join(", "),
+            "attestation failed; fetching only the remediating update in a restricted session"
+        ),
         Err(e) => {
             return Err(
                 anyhow::Error::new(e).context("the device must attest before it can fetch updates")

@@ -287,8 +287,8 @@ impl Store {
             .transpose()
     }
 
-    /// Deletes nonces, credential challenges and rate-limit windows that
-    /// ended before `now` (ms).
+    /// Deletes nonces, credential challenges, rate-limit windows and
+    /// remediation sessions that ended before `now` (ms).
     pub async fn purge_attestation_state(
         &self,
         now: i64,
@@ -306,7 +306,14 @@ impl Store {
             .bind(now - window_ms)
             .execute(self.pool())
             .await?;
-        Ok(nonces.rows_affected() + challenges.rows_affected() + windows.rows_affected())
+        let sessions = sqlx::query("DELETE FROM remediation_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(nonces.rows_affected()
+            + challenges.rows_affected()
+            + windows.rows_affected()
+            + sessions.rows_affected())
     }
 
     /// Adds a known runtime build; [`StoreError::Conflict`] if present.

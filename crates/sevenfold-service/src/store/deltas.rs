@@ -398,16 +398,16 @@ impl Store {
         rows.iter().map(delta_from_row).collect()
     }
 
-    /// The blob key of the delta file with this SHA-256 that a live
+    /// The blob key and target SHA-256 of the delta file with this SHA-256 that a live
     /// deployment of the group publishes (what a device may download), if any.
     pub async fn live_delta(
         &self,
         tenant_id: &str,
         group_id: &str,
         delta_sha256: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<(String, String)>, StoreError> {
         let row = sqlx::query(
-            "SELECT dd.blob_key FROM deployment_deltas dd JOIN deployments d \
+            "SELECT dd.blob_key, dd.target_sha256 FROM deployment_deltas dd JOIN deployments d \
              ON d.tenant_id = dd.tenant_id AND d.id = dd.deployment_id \
              WHERE dd.tenant_id = $1 AND d.group_id = $2 AND dd.delta_sha256 = $3 \
              AND d.status IN ('active', 'halted') LIMIT 1",
@@ -417,6 +417,7 @@ impl Store {
         .bind(delta_sha256)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|row| col(&row, "blob_key")).transpose()
+        row.map(|row| Ok((col(&row, "blob_key")?, col(&row, "target_sha256")?)))
+            .transpose()
     }
 }

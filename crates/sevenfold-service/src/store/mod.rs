@@ -60,6 +60,7 @@ mod images;
 mod ingest;
 mod model;
 mod products;
+mod remediation;
 mod report_export;
 mod tenants;
 mod tpm;
@@ -97,6 +98,7 @@ pub use model::{
     TransferStatus, UpdatePolicy, User,
 };
 pub use products::DEFAULT_GROUPS;
+pub use remediation::RemediationGrant;
 pub use report_export::ReportRowRef;
 pub use tpm::{CredentialChallenge, TpmBinding};
 pub use tuf::{TufKeyRecord, TufMetadataRecord};
@@ -183,6 +185,11 @@ const MIGRATIONS: &[(i64, &str, MigrationSql)] = &[
             sqlite: include_str!("../../migrations/0011_report_order.sqlite.sql"),
             postgres: include_str!("../../migrations/0011_report_order.postgres.sql"),
         },
+    ),
+    (
+        12,
+        "remediation",
+        MigrationSql::Both(include_str!("../../migrations/0012_remediation.sql")),
     ),
 ];
 

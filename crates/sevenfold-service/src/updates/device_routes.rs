@@ -1,6 +1,8 @@
-//! The device side of updates, all behind mutual TLS
-//! ([`AuthenticatedDevice`]): the device's group is read from its row on
-//! every request, so a device only ever sees its own group's repository.
+//! The device side of updates, behind mutual TLS or, for a device that
+//! failed attestation on its software, a restricted session that fetches
+//! only the refused components' targets ([`UpdateCaller`]): the device's
+//! group is read from its row on every request, so a device only ever sees
+//! its own group's repository.
 //!
 //! - `GET /device/v1/tuf/metadata/{file}`: `timestamp.json`, `N.root.json`,
 //!   `N.snapshot.json`, `N.targets.json` (consistent snapshots), and
@@ -24,6 +26,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::JsonBody;
 use crate::api::AppState;
 use crate::device_api::AuthenticatedDevice;
+use crate::remediation::UpdateCaller;
 use crate::store::{ProgressState, StoreError};
 
 /// Longest failure reason stored.
@@ -43,9 +46,10 @@ async fn group_of(state: &AppState, device: &AuthenticatedDevice) -> Result<Stri
 /// `GET /device/v1/tuf/metadata/{file}`.
 pub(crate) async fn metadata(
     State(state): State<AppState>,
-    device: AuthenticatedDevice,
+    caller: UpdateCaller,
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
+    let device = caller.device;
     let group = group_of(&state, &device).await?;
     let missing = || ApiError::NotFound(format!("no TUF metadata {file} in this group"));
     let stem = file.strip_suffix(".json").ok_or_else(missing)?;
@@ -107,31 +111,39 @@ pub(crate) async fn metadata(
 /// `GET /device/v1/tuf/targets/{sha256}.{name}`.
 pub(crate) async fn target(
     State(state): State<AppState>,
-    device: AuthenticatedDevice,
+    caller: UpdateCaller,
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let group = group_of(&state, &device).await?;
+    let device = &caller.device;
+    let group = group_of(&state, device).await?;
     let missing = || ApiError::NotFound(format!("no target {file} in this group"));
     let (hash, _name) = file.split_once('.').ok_or_else(missing)?;
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(missing());
     }
     let hash = hash.to_ascii_lowercase();
-    let (blob_key, kind) = match state
-        .store
-        .live_target(&device.tenant_id, &group, &hash)
-        .await?
-    {
-        Some(image) => (image.blob_key, "full"),
-        None => (
-            state
+    let live_target = |sha256: String| {
+        let (state, tenant, group) = (&state, &device.tenant_id, &group);
+        async move { state.store.live_target(tenant, group, &sha256).await }
+    };
+    let (blob_key, kind) = match live_target(hash.clone()).await? {
+        Some(image) => {
+            caller.may_fetch(&image)?;
+            (image.blob_key, "full")
+        }
+        None => {
+            let (blob_key, target_sha256) = state
                 .store
                 .live_delta(&device.tenant_id, &group, &hash)
                 .await?
-                .ok_or_else(missing)?,
-            "delta",
-        ),
+                .ok_or_else(missing)?;
+            if caller.restricted.is_some() {
+                let image = live_target(target_sha256).await?.ok_or_else(missing)?;
+                caller.may_fetch(&image)?;
+            }
+            (blob_key, "delta")
+        }
     };
     let mut blob = state
         .blobs
@@ -185,9 +197,10 @@ fn parse_range(value: &str, length: u64) -> Option<u64> {
 /// `POST /device/v1/updates/progress`.
 pub(crate) async fn progress(
     State(state): State<AppState>,
-    device: AuthenticatedDevice,
+    caller: UpdateCaller,
     JsonBody(report): JsonBody<ProgressReport>,
 ) -> Result<StatusCode, ApiError> {
+    let device = caller.device;
     let progress = ProgressState::parse(&report.state).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "state must be downloading, installed, failed or rolled-back, not {:?}",

@@ -199,7 +199,7 @@ async fn attest(agent: &Agent, env: &Env) -> Option<time::OffsetDateTime> {
             Stats::bump(&env.stats.attested);
             Some(pass.not_after)
         }
-        Err(AttestError::Refused { reasons }) => {
+        Err(AttestError::Refused { reasons, .. }) => {
             tracing::info!(reasons = ?reasons, "simulated device refused");
             Stats::bump(&env.stats.refused);
             None

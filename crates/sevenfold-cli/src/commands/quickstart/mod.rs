@@ -857,7 +857,7 @@ async fn run_device(
                 whoami_tenant: who.tenant_id,
             }
         }
-        Err(AttestError::Refused { reasons }) if tampered => {
+        Err(AttestError::Refused { reasons, .. }) if tampered => {
             let recorded = latest_attestation(client, tenant, &device_id).await?;
             anyhow::ensure!(
                 recorded.verdict == "fail",
@@ -876,7 +876,7 @@ async fn run_device(
                 },
             }
         }
-        Err(AttestError::Refused { reasons }) => anyhow::bail!(
+        Err(AttestError::Refused { reasons, .. }) => anyhow::bail!(
             "{name} ({device_id}) should have passed attestation, but the verifier refused it: {}",
             reasons.join("; ")
         ),
