@@ -135,7 +135,7 @@ impl TestServer {
     /// Starts a server on a free port with `data_dir`, optionally on `database`,
     /// with extra environment variables; waits for its ready line.
     pub fn start(data_dir: &Path, database: Option<&str>, env: &[(&str, &str)]) -> TestServer {
-        Self::start_on(data_dir, database, env, ["127.0.0.1:0", "127.0.0.1:0"])
+        Self::start_on(data_dir, database, env, "127.0.0.1:0", None)
     }
 
     /// Kills the server with SIGKILL (no graceful shutdown: a crash or a
@@ -150,12 +150,7 @@ impl TestServer {
                 .to_owned()
         };
         let listen = [addr(&self.url), addr(&self.device_url)];
-        let restarted = Self::start_on(
-            &self.data_dir,
-            database,
-            env,
-            [listen[0].as_str(), listen[1].as_str()],
-        );
+        let restarted = Self::start_on(&self.data_dir, database, env, &listen[0], Some(&listen[1]));
         *self = restarted;
     }
 
@@ -163,24 +158,22 @@ impl TestServer {
         data_dir: &Path,
         database: Option<&str>,
         env: &[(&str, &str)],
-        [listen, device_listen]: [&str; 2],
+        listen: &str,
+        device_listen: Option<&str>,
     ) -> TestServer {
         let mut cmd = Command::new(bin());
-        cmd.args([
-            "--output",
-            "json",
-            "server",
-            "--listen",
-            listen,
-            "--device-listen",
-            device_listen,
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .env("RUST_LOG", "warn");
+        cmd.args(["--output", "json", "server", "--listen", listen]);
+        // Unless given, the device port follows the operator port (or
+        // `SEVENFOLD_DEVICE_LISTEN` in `env`).
+        if let Some(device_listen) = device_listen {
+            cmd.args(["--device-listen", device_listen]);
+        }
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env("RUST_LOG", "warn");
         if let Some(db) = database {
             cmd.args(["--database", db]);
         }
