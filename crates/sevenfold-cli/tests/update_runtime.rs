@@ -352,7 +352,11 @@ fn a_device_on_a_revoked_runtime_fails_attestation_and_fetches_only_the_remediat
     let (v2, v2_file) = f.image("2.0.0", 2, "release");
     f.deploy(&v2, &[]);
 
-    // The runtime build this device runs (the test binary) is revoked.
+    // The device attests and holds a certificate; then the runtime build it
+    // runs (the test binary) is revoked.
+    let attested = support::sevenfold(&["agent", "run", "--state-dir", s(&state), "--once"]);
+    assert!(attested.status.success(), "{attested:?}");
+    let old_certificate = std::fs::read(state.join("device-cert.pem")).unwrap();
     let digest = file_sha256(Path::new(support::bin()));
     f.op(&["runtime", "release", "revoke", &digest]);
 
@@ -418,4 +422,14 @@ fn a_device_on_a_revoked_runtime_fails_attestation_and_fetches_only_the_remediat
     );
     let forged = support::Api::new(&f.server.device_url, &ca, &"0".repeat(64));
     assert_eq!(forged.get_raw(&target(&fixed_file)).0, 401);
+
+    // A device that kept its earlier certificate gains nothing by it: the
+    // failing verdict came after it was issued.
+    std::fs::write(state.join("device-cert.pem"), old_certificate).unwrap();
+    let refused = support::sevenfold(&["agent", "whoami", "--state-dir", s(&state)]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("failed its latest attestation"),
+        "{refused:?}"
+    );
 }

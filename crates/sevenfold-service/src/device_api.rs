@@ -311,7 +311,14 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let identity = verify_certificate(state, &chain.0, &trusted)?;
         let device_id = identity.device_id().to_string();
-        ensure_claimed_and_unrevoked(state, identity.tenant_id(), &device_id).await?;
+        let device = ensure_claimed_and_unrevoked(state, identity.tenant_id(), &device_id).await?;
+        if device.failed_attestation {
+            return Err(ApiError::Forbidden(
+                "the device failed its latest attestation, so the certificates it holds no \
+                 longer serve; attest again with accepted software"
+                    .into(),
+            ));
+        }
         Ok(AuthenticatedDevice {
             device_id,
             tenant_id: identity.tenant_id().to_owned(),
@@ -326,7 +333,7 @@ pub(crate) async fn ensure_claimed_and_unrevoked(
     state: &AppState,
     tenant_id: &str,
     device_id: &str,
-) -> Result<(), ApiError> {
+) -> Result<crate::store::Device, ApiError> {
     let device = match state.store.device(tenant_id, device_id).await {
         Ok(d) => d,
         Err(crate::store::StoreError::NotFound { .. }) => {
@@ -339,7 +346,7 @@ pub(crate) async fn ensure_claimed_and_unrevoked(
     if device.revoked_at.is_some() {
         return Err(ApiError::Forbidden("the device is revoked".into()));
     }
-    Ok(())
+    Ok(device)
 }
 
 /// How long a device certificate, once verified, is remembered as such.

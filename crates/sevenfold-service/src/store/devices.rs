@@ -17,7 +17,7 @@ use super::{
 macro_rules! device_columns {
     () => {
         "id, tenant_id, group_id, public_key_der, endorsement_der, manufacturer_fingerprint, \
-         mode, claimed_at, revoked_at, last_seen"
+         mode, claimed_at, revoked_at, last_seen, attestation_verdict"
     };
 }
 
@@ -50,6 +50,8 @@ fn device_from_row(row: &AnyRow) -> Result<Device, StoreError> {
         claimed_at: col(row, "claimed_at")?,
         revoked_at: col(row, "revoked_at")?,
         last_seen: col(row, "last_seen")?,
+        failed_attestation: col::<Option<String>>(row, "attestation_verdict")?.as_deref()
+            == Some("fail"),
     })
 }
 
@@ -145,6 +147,7 @@ impl Store {
             claimed_at: now_millis(),
             revoked_at: None,
             last_seen: None,
+            failed_attestation: false,
         };
         sqlx::query(
             "INSERT INTO devices (id, tenant_id, public_key_der, endorsement_der, \

@@ -346,6 +346,10 @@ pub struct Device {
     pub revoked_at: Option<i64>,
     /// When it last talked to the service (unix ms).
     pub last_seen: Option<i64>,
+    /// Whether its latest authentic verdict (a pass, or a refusal of
+    /// evidence its key signed) is a fail: no pass since, so every
+    /// certificate it holds predates the failure.
+    pub failed_attestation: bool,
 }
 
 /// A device to claim, after the API has verified its endorsement.
