@@ -224,19 +224,7 @@ where
     }
     .map_err(export_error)?;
     while let Some(row) = rows.next().map_err(export_error)? {
-        let view = ReportRowRef {
-            device_id: text(row, 0)?,
-            record_id: text(row, 1)?,
-            group_id: optional_text(row, 2)?,
-            at: integer(row, 3)?,
-            received_at: integer(row, 4)?,
-            component_id: text(row, 5)?,
-            component_version: text(row, 6)?,
-            kind: text(row, 7)?,
-            reason: text(row, 8)?,
-            problem_id: optional_text(row, 9)?,
-        };
-        if let Some(full) = out.push(&view) {
+        if let Some(full) = out.push(&row_ref(row)?) {
             if !out.send_blocking(full) {
                 return Ok(());
             }
@@ -256,7 +244,7 @@ where
     E: FnMut(&ReportRowRef<'_>, &mut String),
 {
     use futures_util::TryStreamExt;
-    use sqlx::{Connection, Row};
+    use sqlx::Connection;
     // Sent through a clone: a future holding `&Output` would need the
     // encoder to be `Sync`.
     let tx = out.tx.clone();
@@ -270,31 +258,7 @@ where
     }
     let mut rows = statement.fetch(&mut conn);
     while let Some(row) = rows.try_next().await? {
-        let text = |i: usize| -> Result<&str, StoreError> {
-            row.try_get::<&str, _>(i)
-                .map_err(|e| StoreError::Corrupt(format!("error report column {i}: {e}")))
-        };
-        let optional = |i: usize| -> Result<Option<&str>, StoreError> {
-            row.try_get::<Option<&str>, _>(i)
-                .map_err(|e| StoreError::Corrupt(format!("error report column {i}: {e}")))
-        };
-        let integer = |i: usize| -> Result<i64, StoreError> {
-            row.try_get::<i64, _>(i)
-                .map_err(|e| StoreError::Corrupt(format!("error report column {i}: {e}")))
-        };
-        let view = ReportRowRef {
-            device_id: text(0)?,
-            record_id: text(1)?,
-            group_id: optional(2)?,
-            at: integer(3)?,
-            received_at: integer(4)?,
-            component_id: text(5)?,
-            component_version: text(6)?,
-            kind: text(7)?,
-            reason: text(8)?,
-            problem_id: optional(9)?,
-        };
-        if let Some(full) = out.push(&view) {
+        if let Some(full) = out.push(&row_ref(&row)?) {
             if tx.send(Ok(full)).await.is_err() {
                 return Ok(());
             }
@@ -307,32 +271,67 @@ fn export_error(e: rusqlite::Error) -> StoreError {
     StoreError::Export(e.to_string())
 }
 
-fn optional_text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>, StoreError> {
-    match row.get_ref(i).map_err(export_error)? {
-        ValueRef::Null => Ok(None),
-        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("error report column {i}: {e}"))),
-        other => Err(StoreError::Corrupt(format!(
-            "error report column {i}: expected text, found {}",
-            other.data_type()
-        ))),
+/// A row of the report's query, read by column position: the one thing
+/// the two native readers do differently.
+trait ReportColumns<'r>: Copy {
+    fn optional_text(self, i: usize) -> Result<Option<&'r str>, StoreError>;
+    fn integer(self, i: usize) -> Result<i64, StoreError>;
+}
+
+fn column_error(i: usize, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("error report column {i}: {e}"))
+}
+
+impl<'r> ReportColumns<'r> for &'r rusqlite::Row<'_> {
+    fn optional_text(self, i: usize) -> Result<Option<&'r str>, StoreError> {
+        match self.get_ref(i).map_err(export_error)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+                .map(Some)
+                .map_err(|e| column_error(i, e)),
+            other => Err(column_error(
+                i,
+                format!("expected text, found {}", other.data_type()),
+            )),
+        }
+    }
+
+    fn integer(self, i: usize) -> Result<i64, StoreError> {
+        match self.get_ref(i).map_err(export_error)? {
+            ValueRef::Integer(n) => Ok(n),
+            other => Err(column_error(
+                i,
+                format!("expected an integer, found {}", other.data_type()),
+            )),
+        }
     }
 }
 
-fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
-    optional_text(row, i)?
-        .ok_or_else(|| StoreError::Corrupt(format!("error report column {i}: NULL")))
+impl<'r> ReportColumns<'r> for &'r sqlx::postgres::PgRow {
+    fn optional_text(self, i: usize) -> Result<Option<&'r str>, StoreError> {
+        sqlx::Row::try_get::<Option<&str>, _>(self, i).map_err(|e| column_error(i, e))
+    }
+
+    fn integer(self, i: usize) -> Result<i64, StoreError> {
+        sqlx::Row::try_get::<i64, _>(self, i).map_err(|e| column_error(i, e))
+    }
 }
 
-fn integer(row: &rusqlite::Row<'_>, i: usize) -> Result<i64, StoreError> {
-    match row.get_ref(i).map_err(export_error)? {
-        ValueRef::Integer(n) => Ok(n),
-        other => Err(StoreError::Corrupt(format!(
-            "error report column {i}: expected an integer, found {}",
-            other.data_type()
-        ))),
-    }
+/// The row as the encoder takes it, in the column order of `report_sql`.
+fn row_ref<'r>(row: impl ReportColumns<'r>) -> Result<ReportRowRef<'r>, StoreError> {
+    let text = |i: usize| row.optional_text(i)?.ok_or_else(|| column_error(i, "NULL"));
+    Ok(ReportRowRef {
+        device_id: text(0)?,
+        record_id: text(1)?,
+        group_id: row.optional_text(2)?,
+        at: row.integer(3)?,
+        received_at: row.integer(4)?,
+        component_id: text(5)?,
+        component_version: text(6)?,
+        kind: text(7)?,
+        reason: text(8)?,
+        problem_id: row.optional_text(9)?,
+    })
 }
 
 #[cfg(test)]
