@@ -424,3 +424,35 @@ fn devices_follow_root_and_targets_key_rotations_with_thresholds() {
     );
     assert!(err.contains("invalid value"), "{err}");
 }
+
+#[test]
+fn a_device_running_an_image_its_tenant_never_deployed_is_remedied_through_its_restricted_session()
+{
+    let f = Fleet::start(&[]);
+    // A validly signed blink the tenant never uploaded: the device runs it.
+    let blink = std::path::Path::new(env!("SEVENFOLD_SAMPLE_WASM_DIR")).join("blink.wasm");
+    let stray = f.package("0.9.9", 1, "release", &blink);
+    let (state, device) = f.device("dev1", &stray);
+    let (v2, v2_file) = f.image("2.0.0", 2, "release");
+    let d2 = f.deploy(&v2, &[]);
+
+    // Refused (unknown image), but genuine: the restricted session fetches
+    // blink's update only, installs and commits it, and the device, now
+    // running what the tenant deployed, passes and has a certificate again.
+    let report = update(&state);
+    let outcome = &report["outcomes"][0];
+    assert_eq!(outcome["state"], "installed", "{report}");
+    assert_eq!(report["attestation"], "pass", "{report}");
+    assert_eq!(active_sha256(&state), file_sha256(&v2_file));
+    assert!(state.join("device-cert.pem").exists());
+    assert!(
+        !state.join("remediation.json").exists(),
+        "a pass ends the restricted session on the device"
+    );
+    assert_eq!(device_row(&f.show(&d2), &device)["state"], "installed");
+    let history = f.op(&["device", "attestation", &device, "--tenant", "acme"]);
+    assert!(
+        history.to_string().contains("unknown image hash"),
+        "{history}"
+    );
+}

@@ -129,6 +129,23 @@ impl Fleet {
         key: &str,
         payload: &Path,
     ) -> (String, PathBuf) {
+        let out = self.package(version, security_version, key, payload);
+        let id = self.op(&["image", "add", s(&out), "--tenant", "acme"])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (id, out)
+    }
+
+    /// Packages blink's manifest at `version` with the module at `payload`,
+    /// signed with `key`, without uploading it; returns the package file.
+    pub fn package(
+        &self,
+        version: &str,
+        security_version: u32,
+        key: &str,
+        payload: &Path,
+    ) -> PathBuf {
         let manifest: Value = serde_json::from_str(
             &std::fs::read_to_string(
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("../../apps/blink/app_manifest.json"),
@@ -153,11 +170,7 @@ impl Fleet {
             "--out",
             s(&out),
         ]);
-        let id = self.op(&["image", "add", s(&out), "--tenant", "acme"])["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        (id, out)
+        out
     }
 
     /// A device in the group, trusting the release key, with `v1` installed.
