@@ -54,7 +54,7 @@ pub const ENDORSEMENT_VALIDITY_DAYS: u32 = 3650;
 const MAX_CONFIG_LEN: u64 = 64 * 1024;
 const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
 const MAX_TLS_KEY_LEN: u64 = 4096;
-const MAX_STATUS_LEN: u64 = 4 << 20;
+const MAX_JSON_STATE_LEN: u64 = 4 << 20;
 
 /// Which root of trust holds the device key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -584,12 +584,20 @@ impl StateDir {
     /// The restricted update session granted with the last failing
     /// verdict, if any: what the update round uses without a certificate.
     pub fn remediation(&self) -> Result<Option<RemediationSession>, AgentError> {
-        let path = self.root.join(REMEDIATION_FILE);
-        match fsutil::read_bounded(&path, MAX_STATUS_LEN, false)? {
+        self.read_json(REMEDIATION_FILE)
+    }
+
+    /// A small JSON state file, if present; damaged is an error naming it.
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, AgentError> {
+        let path = self.root.join(name);
+        match fsutil::read_bounded(&path, MAX_JSON_STATE_LEN, false)? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| AgentError::corrupt(path, e.to_string())),
+                .map_err(|e| AgentError::corrupt(&path, e.to_string())),
         }
     }
 
@@ -600,13 +608,7 @@ impl StateDir {
 
     /// `status.json`, if written yet.
     pub fn read_status(&self) -> Result<Option<Status>, AgentError> {
-        let path = self.root.join(STATUS_FILE);
-        match fsutil::read_bounded(&path, MAX_STATUS_LEN, false)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| AgentError::corrupt(&path, e.to_string())),
-        }
+        self.read_json(STATUS_FILE)
     }
 
     /// Writes `status.json` atomically.

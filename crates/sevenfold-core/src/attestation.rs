@@ -277,6 +277,19 @@ pub struct RemediationSession {
     pub components: Vec<String>,
 }
 
+/// Whether a restricted session for `components` covers an image: any
+/// runtime image when the runtime was refused, else an application image
+/// of a refused component. The service enforces it; the agent skips what
+/// it would be refused.
+pub fn remediation_covers(components: &[String], is_runtime: bool, component_id: &str) -> bool {
+    let wanted = if is_runtime {
+        RUNTIME_COMPONENT_ID
+    } else {
+        component_id
+    };
+    components.iter().any(|c| c == wanted)
+}
+
 // ---- checked evidence ---------------------------------------------------
 
 /// Why evidence was refused by the checks in this module.

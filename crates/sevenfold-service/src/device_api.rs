@@ -280,6 +280,8 @@ pub(crate) struct AuthenticatedDevice {
     pub(crate) device_id: String,
     pub(crate) tenant_id: String,
     pub(crate) not_after: i64,
+    /// Its device group, from the row this request read.
+    pub(crate) group_id: Option<String>,
 }
 
 impl FromRequestParts<AppState> for AuthenticatedDevice {
@@ -323,6 +325,7 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             device_id,
             tenant_id: identity.tenant_id().to_owned(),
             not_after: identity.not_after(),
+            group_id: device.group_id,
         })
     }
 }

@@ -14,7 +14,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use sevenfold_core::attestation::{RemediationSession, RUNTIME_COMPONENT_ID};
+use sevenfold_core::attestation::{remediation_covers, RemediationSession};
 
 use crate::api::error::ApiError;
 use crate::api::{timestamp, AppState};
@@ -84,14 +84,7 @@ impl UpdateCaller {
             return Ok(());
         };
         let runtime = image.image_type.eq_ignore_ascii_case("runtime");
-        let allowed = components.iter().any(|c| {
-            if runtime {
-                c == RUNTIME_COMPONENT_ID
-            } else {
-                *c == image.component_id
-            }
-        });
-        if allowed {
+        if remediation_covers(components, runtime, &image.component_id) {
             return Ok(());
         }
         Err(ApiError::Forbidden(format!(
@@ -135,12 +128,14 @@ impl FromRequestParts<AppState> for UpdateCaller {
                     "the remediation session is unknown or has ended; attest again".into(),
                 )
             })?;
-        ensure_claimed_and_unrevoked(state, &grant.tenant_id, &grant.device_id).await?;
+        let device =
+            ensure_claimed_and_unrevoked(state, &grant.tenant_id, &grant.device_id).await?;
         Ok(UpdateCaller {
             device: AuthenticatedDevice {
                 device_id: grant.device_id,
                 tenant_id: grant.tenant_id,
                 not_after: grant.expires_at / 1000,
+                group_id: device.group_id,
             },
             restricted: Some(grant.components),
         })

@@ -41,7 +41,7 @@ pub(crate) mod slots;
 mod transport;
 
 use serde::Serialize;
-use sevenfold_core::attestation::RUNTIME_COMPONENT_ID;
+use sevenfold_core::attestation::remediation_covers;
 use sevenfold_core::update::{in_rollout, ProgressReport, TargetCustom, PROGRESS_PATH};
 use sevenfold_rot::RootOfTrust;
 use tough::{ExpirationEnforcement, RepositoryLoader};
@@ -229,12 +229,7 @@ pub async fn update_once(
             continue;
         }
         if let Some(components) = &restricted {
-            let wanted = if is_runtime {
-                RUNTIME_COMPONENT_ID
-            } else {
-                custom.component_id.as_str()
-            };
-            if !components.iter().any(|c| c == wanted) {
+            if !remediation_covers(components, is_runtime, &custom.component_id) {
                 report.outcomes.push(outcome(
                     "skipped",
                     Some(format!(

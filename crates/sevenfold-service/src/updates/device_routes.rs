@@ -1,8 +1,8 @@
 //! The device side of updates, behind mutual TLS or, for a device that
 //! failed attestation on its software, a restricted session that fetches
 //! only the refused components' targets ([`UpdateCaller`]): the device's
-//! group is read from its row on every request, so a device only ever sees
-//! its own group's repository.
+//! group comes from its row, read on every request by the authentication,
+//! so a device only ever sees its own group's repository.
 //!
 //! - `GET /device/v1/tuf/metadata/{file}`: `timestamp.json`, `N.root.json`,
 //!   `N.snapshot.json`, `N.targets.json` (consistent snapshots), and
@@ -32,15 +32,10 @@ use crate::store::{ProgressState, StoreError};
 /// Longest failure reason stored.
 const MAX_REASON_LEN: usize = 2000;
 
-async fn group_of(state: &AppState, device: &AuthenticatedDevice) -> Result<String, ApiError> {
-    state
-        .store
-        .device(&device.tenant_id, &device.device_id)
-        .await?
-        .group_id
-        .ok_or_else(|| {
-            ApiError::NotFound("the device is in no device group, so it has no updates".into())
-        })
+fn group_of(device: &AuthenticatedDevice) -> Result<String, ApiError> {
+    device.group_id.clone().ok_or_else(|| {
+        ApiError::NotFound("the device is in no device group, so it has no updates".into())
+    })
 }
 
 /// `GET /device/v1/tuf/metadata/{file}`.
@@ -50,7 +45,7 @@ pub(crate) async fn metadata(
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
     let device = caller.device;
-    let group = group_of(&state, &device).await?;
+    let group = group_of(&device)?;
     let missing = || ApiError::NotFound(format!("no TUF metadata {file} in this group"));
     let stem = file.strip_suffix(".json").ok_or_else(missing)?;
     let (version, role) = match stem.split_once('.') {
@@ -116,30 +111,30 @@ pub(crate) async fn target(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let device = &caller.device;
-    let group = group_of(&state, device).await?;
+    let group = group_of(device)?;
     let missing = || ApiError::NotFound(format!("no target {file} in this group"));
     let (hash, _name) = file.split_once('.').ok_or_else(missing)?;
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(missing());
     }
     let hash = hash.to_ascii_lowercase();
-    let live_target = |sha256: String| {
-        let (state, tenant, group) = (&state, &device.tenant_id, &group);
-        async move { state.store.live_target(tenant, group, &sha256).await }
-    };
-    let (blob_key, kind) = match live_target(hash.clone()).await? {
+    let store = &state.store;
+    let (blob_key, kind) = match store.live_target(&device.tenant_id, &group, &hash).await? {
         Some(image) => {
             caller.may_fetch(&image)?;
             (image.blob_key, "full")
         }
         None => {
-            let (blob_key, target_sha256) = state
-                .store
+            let (blob_key, target_sha256) = store
                 .live_delta(&device.tenant_id, &group, &hash)
                 .await?
                 .ok_or_else(missing)?;
             if caller.restricted.is_some() {
-                let image = live_target(target_sha256).await?.ok_or_else(missing)?;
+                // A delta is what its target is, for what a session may fetch.
+                let image = store
+                    .live_target(&device.tenant_id, &group, &target_sha256)
+                    .await?
+                    .ok_or_else(missing)?;
                 caller.may_fetch(&image)?;
             }
             (blob_key, "delta")
@@ -221,7 +216,7 @@ pub(crate) async fn progress(
         }
         Err(e) => return Err(e.into()),
     };
-    let group = group_of(&state, &device).await?;
+    let group = group_of(&device)?;
     if deployment.group_id != group {
         return Err(ApiError::Forbidden(
             "the deployment is not for this device's group".into(),
